@@ -1,0 +1,168 @@
+"""Typed inputs and outputs of the pipeline stages (frozen dataclasses, one place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[int, int, int, int]
+"""An axis-aligned box in pixels: (x0, y0, x1, y1), x1/y1 exclusive."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Stage 1 output: a validated RGB image at working size."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, C-contiguous
+    sha256: str  # of the input bytes
+    source_format: str  # "PNG", "JPEG", ...
+    source_size: tuple[int, int]  # (width, height) as stored, before orientation and resizing
+    animated: bool  # the input had several frames; only the first is used
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return int(self.pixels.shape[0])
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text the OCR read."""
+
+    text: str
+    box: Box
+    confidence: float
+    polygon: tuple[tuple[float, float], ...]  # the detector's quadrilateral, for rotated text
+
+
+@dataclass(frozen=True)
+class TextBlock:
+    """A caption block: neighbouring lines grouped, in reading order."""
+
+    text: str  # lines joined with "\n"
+    box: Box
+    confidence: float  # the lowest line confidence
+    lines: tuple[TextLine, ...]
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    """Stage 2 output."""
+
+    blocks: tuple[TextBlock, ...]
+
+    @property
+    def text(self) -> str:
+        """All caption text, blocks separated by a blank line."""
+        return "\n\n".join(b.text for b in self.blocks)
+
+    @property
+    def lines(self) -> tuple[TextLine, ...]:
+        """Every line of every block, in reading order."""
+        return tuple(line for b in self.blocks for line in b.lines)
+
+
+@dataclass(frozen=True)
+class CleanImage:
+    """Stage 3 output: the picture with its caption removed, and where the caption was."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, inpainted
+    text_mask: np.ndarray  # (H, W) uint8 0/255: the caption's stroke pixels (glyph and outline)
+    region_mask: np.ndarray  # (H, W) uint8 0/255: the widened boxes that were inpainted
+
+
+@dataclass(frozen=True)
+class QA:
+    """One question about the picture and its answer."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Where the picture's subject is, and what it is."""
+
+    kind: str  # "face", "cat", "salient" or "none"
+    box: Box  # the subject's box (for faces: the face)
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """Stage 4 output: what the engine knows about the clean picture."""
+
+    qa: tuple[QA, ...]
+    subjects: tuple[Subject, ...]  # most prominent first; empty when nothing stands out
+    colors: tuple[str, ...]  # dominant colour names, most common first
+    panels: tuple[Box, ...]  # one box per panel; a single-panel meme has one
+    meme_text: str
+
+    @property
+    def subject(self) -> Subject | None:
+        """The most prominent subject, if any."""
+        return self.subjects[0] if self.subjects else None
+
+
+CAMERAS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit")
+MOTION_LEVELS = ("low", "high")
+
+
+@dataclass(frozen=True)
+class Script:
+    """Stage 5 output: the motion script."""
+
+    description: str
+    meme_text: str
+    emotion: str
+    motion_prompt: str
+    camera: str  # one of CAMERAS
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Stages 6 and 7 output: the animation, every frame the same size."""
+
+    frames: np.ndarray  # (N, H, W, 3) uint8 RGB
+    fps: float
+    motion: str = ""  # the name of the motion that made them, for reports
+
+    @property
+    def count(self) -> int:
+        """Number of frames."""
+        return int(self.frames.shape[0])
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Stage 8 output: the encoded animation."""
+
+    data: bytes
+    format: str  # "gif", "mp4" or "webp"
+    width: int
+    height: int
+    frames: int
+    fps: float
+    fitted: tuple[str, ...] = field(default=())  # what was given up to meet the byte budget
+
+
+@dataclass(frozen=True)
+class AnimationOptions:
+    """What one request asks for; None means "use the configured default"."""
+
+    prompt: str | None = None
+    motion: str | None = None  # one of MOTION_LEVELS
+    camera: str | None = None  # one of CAMERAS
+    frames: int | None = None
+    fps: int | None = None
+    size: int | None = None  # the output's longer side, px
+    format: str | None = None  # "gif", "mp4" or "webp"
+    max_bytes: int | None = None
+    seed: int = 0
