@@ -112,6 +112,7 @@ class SceneInfo:
 
 CAMERAS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit")
 MOTION_LEVELS = ("low", "high")
+EMOTIONS = ("joy", "surprise", "anger", "fear", "sadness", "disgust", "love", "smug", "confusion", "neutral")
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Script:
 
     description: str
     meme_text: str
-    emotion: str
+    emotion: str  # one of EMOTIONS
     motion_prompt: str
     camera: str  # one of CAMERAS
     explanation: str
