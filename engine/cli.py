@@ -1,0 +1,198 @@
+"""The `makeitmove` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.pipeline import PipelineResult
+
+log = logging.getLogger(__name__)
+
+CAMERA_CHOICES = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit")
+EXIT_USAGE = 2  # bad input or options: the message says what to change
+EXIT_INTERNAL = 1
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one `error:` line like every other refusal."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print one line and exit with status 2."""
+        self.exit(EXIT_USAGE, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for every subcommand."""
+    parser = ArgumentParser(prog="makeitmove", description="Turn a meme into a short animation that keeps its caption.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage (and tracebacks) to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
+
+    animate = commands.add_parser("animate", help="animate one meme image", description="Animate one meme image.")
+    animate.add_argument("image", type=Path, help="the meme: PNG, JPEG, WebP, GIF or BMP")
+    animate.add_argument("-o", "--output", type=Path, help="where to write the result (default: IMAGE's name + format)")
+    animate.add_argument("--prompt", help="how it should move, in words (default: written from the meme)")
+    animate.add_argument("--motion", choices=("low", "high"), help="how much it moves")
+    animate.add_argument("--camera", choices=CAMERA_CHOICES, help="force a camera move")
+    animate.add_argument("--frames", type=int, metavar="N", help="number of frames")
+    animate.add_argument("--fps", type=int, metavar="N", help="frames per second")
+    animate.add_argument("--size", type=int, metavar="PX", help="the output's longer side in pixels")
+    animate.add_argument("--format", choices=("gif", "mp4", "webp"), help="output format")
+    animate.add_argument("--max-bytes", type=int, metavar="N", help="the output's byte budget (always met)")
+    animate.add_argument("--seed", type=int, default=0, metavar="N", help="same seed, same bytes (default 0)")
+    animate.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
+    animate.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    animate.set_defaults(handler=animate_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `makeitmove` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from engine.errors import ConfigError, UserError
+
+    try:
+        return int(args.handler(args))
+    except (UserError, ConfigError) as exc:
+        log.debug("refused", exc_info=True)
+        print(f"error: {_sentence(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line for the user, the traceback in the log
+        log.error("internal error", exc_info=args.verbose)
+        hint = "" if args.verbose else " (run with --verbose for details)"
+        print(f"error: something went wrong inside the engine: {type(exc).__name__}{hint}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def animate_command(args: argparse.Namespace) -> int:
+    """`makeitmove animate IMAGE`: run the whole pipeline on one file."""
+    from engine.config import load_settings
+    from engine.errors import UserError
+    from engine.pipeline import Pipeline
+    from engine.types import AnimationOptions
+
+    settings = load_settings(args.config)
+    data = _read_image(args.image, settings.intake.max_bytes)
+    options = AnimationOptions(
+        prompt=args.prompt, motion=args.motion, camera=args.camera, frames=args.frames, fps=args.fps,
+        size=args.size, format=args.format, max_bytes=args.max_bytes, seed=args.seed,
+    )  # fmt: skip
+    pipeline = Pipeline(settings)
+    resolved = pipeline.resolve(options)
+    output = args.output or Path(f"{args.image.stem}.{resolved.format}")
+    if output.resolve() == args.image.resolve():
+        raise UserError(f"The output {output} would overwrite the input image; choose another -o.")
+    with ProgressDisplay(enabled=sys.stderr.isatty()) as progress:
+        result = pipeline.run(data, options, progress=progress)
+    try:
+        output.write_bytes(result.encoded.data)
+    except OSError as exc:
+        raise UserError(f"Cannot write {output}: {exc.strerror or exc}.", code="output") from None
+    if args.json:
+        print(json.dumps(report(result, output), ensure_ascii=False, indent=2))
+    else:
+        enc = result.encoded
+        print(
+            f"{output}: {enc.format.upper()} {enc.width}x{enc.height}, {enc.frames} frames at {enc.fps:g} fps, "
+            f"{len(enc.data):,} bytes, {result.timings['total']:.2f} s",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def report(result: PipelineResult, output: Path) -> dict[str, Any]:
+    """The --json report."""
+    enc, script = result.encoded, result.script
+    return {
+        "output": str(output),
+        "format": enc.format,
+        "bytes": len(enc.data),
+        "frames": enc.frames,
+        "fps": enc.fps,
+        "width": enc.width,
+        "height": enc.height,
+        "ocr": [{"text": b.text, "box": list(b.box), "confidence": round(b.confidence, 4)} for b in result.ocr.blocks],
+        "script": {
+            "description": script.description,
+            "meme_text": script.meme_text,
+            "emotion": script.emotion,
+            "motion_prompt": script.motion_prompt,
+            "camera": script.camera,
+            "explanation": script.explanation,
+        },
+        "backends": result.backends,
+        "timings": result.timings,
+        "fitted": list(enc.fitted),
+    }
+
+
+def _read_image(path: Path, max_bytes: int) -> bytes:
+    from engine.errors import UserError
+
+    try:
+        size = os.stat(path).st_size
+        if size > max_bytes:  # refuse before reading a huge file into memory; intake says it the same way
+            raise UserError(f"That file is too large ({size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB).")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"There is no file at {path}.", code="no_file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not an image file.", code="no_file") from None
+    except PermissionError:
+        raise UserError(f"{path} cannot be read (permission denied).", code="no_file") from None
+
+
+class ProgressDisplay:
+    """A rich progress bar per stage on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description:<12}"), BarColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
+        )  # fmt: skip
+        self._bar.start()
+        self._task = self._bar.add_task("starting", total=1.0)
+        return self.update
+
+    def update(self, stage: str, fraction: float) -> None:
+        """Show the stage now running."""
+        self._bar.update(self._task, description=stage, completed=fraction)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _sentence(message: str) -> str:
+    """Messages are sentences for chat users; on a terminal they follow `error:` in lower case."""
+    message = message.rstrip(".")
+    return message[:1].lower() + message[1:] if message[:2] != message[:2].upper() else message
+
+
+if __name__ == "__main__":
+    sys.exit(main())

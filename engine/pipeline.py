@@ -1,0 +1,154 @@
+"""Composes the stages: meme bytes in, animation bytes and a report out."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from engine.caption import Caption
+from engine.config import Settings
+from engine.detext import Detext
+from engine.encode import Encode
+from engine.errors import UserError
+from engine.generate import Generate
+from engine.intake import Intake
+from engine.ocr import Ocr
+from engine.postprocess import Postprocess
+from engine.synthesize import Synthesize
+from engine.types import CAMERAS, MOTION_LEVELS, AnimationOptions, Encoded, OcrResult, SceneInfo, Script
+
+log = logging.getLogger(__name__)
+
+STAGES = ("intake", "ocr", "detext", "caption", "synthesize", "generate", "postprocess", "encode")
+# Bounds a request may ask for; they keep one job's time and memory predictable.
+LIMITS = {"frames": (2, 240), "fps": (1, 50), "size": (64, 1024)}
+FORMATS = ("gif", "mp4", "webp")
+MAX_PROMPT_CHARS = 500
+
+ProgressCallback = Callable[[str, float], None]
+"""Called with (stage, fraction of the whole job done, 0..1)."""
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Everything one run made, for the CLI report and the job history."""
+
+    encoded: Encoded
+    ocr: OcrResult
+    scene: SceneInfo
+    script: Script
+    options: AnimationOptions  # as resolved: no None left except prompt/camera
+    backends: dict[str, str]
+    timings: dict[str, float]  # seconds per stage, and "total"
+
+
+class Pipeline:
+    """The eight stages, built once and reused for every job."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.intake = Intake(settings.intake)
+        self.ocr = Ocr(settings.ocr)
+        self.detext = Detext(settings.detext)
+        self.caption = Caption(settings.caption)
+        self.synthesize = Synthesize(settings.synthesize)
+        self.generate = Generate(settings.generate)
+        self.postprocess = Postprocess(settings.postprocess)
+        self.encode = Encode(settings.encode)
+        self.backends = {
+            "intake": "pillow",
+            "ocr": settings.ocr.backend,
+            "detext": f"opencv-{settings.detext.method}",
+            "caption": settings.caption.backend,
+            "synthesize": settings.synthesize.backend,
+            "generate": settings.generate.backend,
+            "postprocess": "caption-restore" if settings.postprocess.restore_caption else "none",
+            "encode": "",  # filled per job: it depends on the format asked for
+        }
+
+    def resolve(self, options: AnimationOptions) -> AnimationOptions:
+        """Fill the defaults in and check every option, raising UserError with a readable sentence."""
+        gen, enc = self.settings.generate, self.settings.encode
+        resolved = dataclasses.replace(
+            options,
+            motion=options.motion or gen.motion,
+            camera=options.camera or gen.camera or None,
+            frames=options.frames if options.frames is not None else gen.frames,
+            fps=options.fps if options.fps is not None else gen.fps,
+            size=options.size if options.size is not None else enc.size,
+            format=(options.format or enc.format).lower(),
+            max_bytes=options.max_bytes if options.max_bytes is not None else enc.max_bytes,
+        )
+        for name, (low, high) in LIMITS.items():
+            value = getattr(resolved, name)
+            if not low <= value <= high:
+                raise UserError(f"The {name} option must be between {low} and {high}, not {value}.", code="bad_option")
+        if resolved.motion not in MOTION_LEVELS:
+            raise UserError(f"The motion option must be low or high, not {resolved.motion}.", code="bad_option")
+        if resolved.camera is not None and resolved.camera not in CAMERAS:
+            choices = ", ".join(CAMERAS)
+            raise UserError(f"The camera option must be one of {choices}; {resolved.camera} isn't.", code="bad_option")
+        if resolved.format not in FORMATS:
+            raise UserError(f"The format must be gif, mp4 or webp, not {resolved.format}.", code="bad_option")
+        if resolved.max_bytes is None or resolved.max_bytes < 1:
+            raise UserError("The size budget (max bytes) must be a positive number.", code="bad_option")
+        if resolved.prompt is not None and len(resolved.prompt) > MAX_PROMPT_CHARS:
+            raise UserError(f"The prompt is too long (the limit is {MAX_PROMPT_CHARS} characters).", code="bad_option")
+        return resolved
+
+    def run(
+        self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None
+    ) -> PipelineResult:
+        """Animate one meme; UserError for anything wrong with the input or the options."""
+        options = self.resolve(options)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            if progress is not None:
+                progress(name, STAGES.index(name) / len(STAGES))
+            t0 = time.perf_counter()
+            yield
+            timings[name] = round(time.perf_counter() - t0, 4)
+            log.debug("stage %s took %.3f s", name, timings[name])
+
+        # 1. decode safely
+        with stage("intake"):
+            image = self.intake(data)
+        # 2. read the caption
+        with stage("ocr"):
+            ocr = self.ocr(image)
+        # 3. take the caption off the picture
+        with stage("detext"):
+            clean = self.detext(image, ocr)
+        # 4. look at the picture
+        with stage("caption"):
+            scene = self.caption(clean, ocr)
+        # 5. write the motion script
+        with stage("synthesize"):
+            script = self.synthesize(scene, prompt=options.prompt, camera=options.camera)
+        # 6. make the frames
+        with stage("generate"):
+            frames = self.generate(clean, scene, script, options)
+        # 7. put the caption back, crisp
+        with stage("postprocess"):
+            frames = self.postprocess(frames, image, clean, ocr=ocr)
+        # 8. encode to the byte budget
+        with stage("encode"):
+            assert options.format is not None and options.max_bytes is not None  # set by resolve()
+            encoded = self.encode(frames, format=options.format, max_bytes=options.max_bytes)
+        timings["total"] = round(time.perf_counter() - started, 4)
+        if progress is not None:
+            progress("done", 1.0)
+        log.info(
+            "animated %s (%dx%d, %s) -> %s %d bytes in %.2f s",
+            image.sha256[:12], image.width, image.height, frames.motion, encoded.format, len(encoded.data),
+            timings["total"],
+        )  # fmt: skip
+        backends = dict(self.backends, encode=encoded.format)
+        return PipelineResult(encoded, ocr, scene, script, options, backends, timings)
