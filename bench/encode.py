@@ -118,8 +118,10 @@ def main() -> None:
     else:
         print(f"no meme pictures at {MEMES}: using synthetic frames")
         frames, source = synthetic(args.frames, args.side), "synthetic"
-    print(f"{args.frames} frames, {args.side}x{args.side}, {FPS:g} fps, zoom/pan of {source}; "
-          f"median of {args.runs} runs, encode time only\n")
+    print(
+        f"{args.frames} frames, {args.side}x{args.side}, {FPS:g} fps, zoom/pan of {source}; "
+        f"median of {args.runs} runs, encode time only\n"
+    )
 
     rows = {
         "ffmpeg palettegen/paletteuse": measure(ffmpeg, frames, args.runs),
@@ -127,10 +129,15 @@ def main() -> None:
         "Pillow save(save_all=True)": measure(pillow_default, frames, args.runs),
     }
     base_bytes, base_ssim, base_time, _ = rows["ffmpeg palettegen/paletteuse"]
-    print(f"{'encoder':30} {'frames':>6} {'bytes':>10} {'SSIM':>7} {'seconds':>8}   {'bytes/ff':>8} {'ΔSSIM':>7} {'time/ff':>8}")
+    print(
+        f"{'encoder':30} {'frames':>6} {'bytes':>10} {'SSIM':>7} {'seconds':>8}   "
+        f"{'bytes/ff':>8} {'ΔSSIM':>7} {'time/ff':>8}"
+    )
     for name, (size, ssim, seconds, count) in rows.items():
-        print(f"{name:30} {count:6d} {size:10d} {ssim:7.4f} {seconds:8.3f}   "
-              f"{size / base_bytes:8.2f} {ssim - base_ssim:+7.4f} {seconds / base_time:8.2f}")
+        print(
+            f"{name:30} {count:6d} {size:10d} {ssim:7.4f} {seconds:8.3f}   "
+            f"{size / base_bytes:8.2f} {ssim - base_ssim:+7.4f} {seconds / base_time:8.2f}"
+        )
 
     print("\nother formats from the same stage (no baseline):")
     for format in ("mp4", "webp"):

@@ -57,7 +57,7 @@ class Caption:
     @cached_property
     def _cascades(self) -> dict[str, list[cv2.CascadeClassifier]]:
         def load(name: str) -> cv2.CascadeClassifier:
-            cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+            cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)  # type: ignore[attr-defined]
             if cascade.empty():
                 raise RuntimeError(f"OpenCV's bundled cascade {name} could not be loaded")
             return cascade
@@ -159,9 +159,11 @@ def _split(pixels: np.ndarray, axis: int) -> list[tuple[int, int]]:
             j += 1
         thick = j - i
         # A real border stands out from the picture on both sides; a flat stretch of sky does not.
-        crisp = i > 0 and j < length and min(
-            float(np.abs(gray[i - 1] - gray[i]).mean()), float(np.abs(gray[j] - gray[j - 1]).mean())
-        ) > 25
+        crisp = (
+            i > 0
+            and j < length
+            and min(float(np.abs(gray[i - 1] - gray[i]).mean()), float(np.abs(gray[j] - gray[j - 1]).mean())) > 25
+        )
         if crisp and i - start >= min_panel and length - j >= min_panel and thick <= max(3, int(length * 0.04)):
             spans.append((start, i))
             start = j

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import tomllib
 
 from engine.errors import ConfigError
 from engine.types import CAMERAS, MOTION_LEVELS
@@ -170,7 +171,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{name}' must be a table")
         return _build(hint, value, prefix=f"{name}.")

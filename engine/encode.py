@@ -77,8 +77,13 @@ class Encode:
             pixels, fps = _drop_frames(pixels, fps, gif.MAX_FPS)
         if format == "mp4" and (w % 2 or h % 2):
             # yuv420p needs even sizes; cropping one edge pixel loses less than a padded bar shows.
-            log.info("MP4 needs an even size: cropping %dx%d to %dx%d (right column / bottom row)",
-                     w, h, w - w % 2, h - h % 2)
+            log.info(
+                "MP4 needs an even size: cropping %dx%d to %dx%d (right column / bottom row)",
+                w,
+                h,
+                w - w % 2,
+                h - h % 2,
+            )
             pixels = pixels[:, : h - h % 2, : w - w % 2]
             h, w = h - h % 2, w - w % 2
 
@@ -99,9 +104,17 @@ class Encode:
         # identical frames as one longer frame, which a decoder then reports as fewer frames.
         count = len(_frame_indices(len(pixels), fps, used.fps))
         real_fps = _real_fps(format, count, used.fps)
-        log.info("encoded %s: %d bytes, %dx%d, %d frames at %.2f fps, fitted=%s, %.2f s",
-                 format, len(data), used.width, used.height, count, real_fps, ",".join(fitted) or "-",
-                 time.perf_counter() - started)
+        log.info(
+            "encoded %s: %d bytes, %dx%d, %d frames at %.2f fps, fitted=%s, %.2f s",
+            format,
+            len(data),
+            used.width,
+            used.height,
+            count,
+            real_fps,
+            ",".join(fitted) or "-",
+            time.perf_counter() - started,
+        )
         return Encoded(data, format, used.width, used.height, count, real_fps, fitted)
 
 
@@ -172,6 +185,7 @@ def _fit(
 
 
 def _lossy_rungs(format: str, at: _Attempt, count: int) -> list[_Attempt]:
+    values: tuple[int, ...]
     if format == "gif":
         values = GIF_LOSSY[1:] if gif.has_gifsicle() else ()
     else:

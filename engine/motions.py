@@ -191,9 +191,7 @@ def bounce(t: np.ndarray, gain: float, rng: np.random.Generator) -> Curves:
     """Three hops per loop: squashed on landing, stretched in the air."""
     hops = 3
     height = np.abs(np.sin(np.pi * hops * t))
-    return _curves(
-        len(t), shift_y=-0.035 * gain * height, squash=1.0 + 0.05 * gain * np.cos(2.0 * np.pi * hops * t)
-    )
+    return _curves(len(t), shift_y=-0.035 * gain * height, squash=1.0 + 0.05 * gain * np.cos(2.0 * np.pi * hops * t))
 
 
 def sway(t: np.ndarray, gain: float, rng: np.random.Generator) -> Curves:

@@ -38,9 +38,7 @@ class Ocr:
     def __call__(self, image: DecodedImage) -> OcrResult:
         """Return the image's text blocks, top to bottom, then left to right."""
         if image.pixels.ndim != 3 or image.pixels.shape[2] != 3 or image.pixels.dtype != np.uint8:
-            raise ValueError(
-                f"image.pixels must be (H, W, 3) uint8 RGB, got {image.pixels.shape} {image.pixels.dtype}"
-            )
+            raise ValueError(f"image.pixels must be (H, W, 3) uint8 RGB, got {image.pixels.shape} {image.pixels.dtype}")
         if self.settings.backend == "none":
             return OcrResult(blocks=())
 

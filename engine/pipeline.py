@@ -100,9 +100,7 @@ class Pipeline:
             raise UserError(f"The prompt is too long (the limit is {MAX_PROMPT_CHARS} characters).", code="bad_option")
         return resolved
 
-    def run(
-        self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None
-    ) -> PipelineResult:
+    def run(self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None) -> PipelineResult:
         """Animate one meme; UserError for anything wrong with the input or the options."""
         options = self.resolve(options)
         timings: dict[str, float] = {}

@@ -50,16 +50,19 @@ class Postprocess:
             log.info("frames' aspect differs by %.1f %%: re-typesetting %d lines", 100 * aspect_change, len(ocr.lines))
             colour, alpha = _typeset(ocr, src_w, src_h, width, height)
         else:
-            log.info("frames' aspect differs by %.1f %% and no OCR lines: moving the caption pixels", 100 * aspect_change)
+            log.info(
+                "frames' aspect differs by %.1f %% and no OCR lines: moving the caption pixels", 100 * aspect_change
+            )
             colour, alpha = _moved_caption(image.pixels, clean.text_mask, width, height)
 
         # 3. one blend over all frames with the precomputed alpha, only on the row bands the caption touches
         out = frames.frames.copy()
         weight = np.round(alpha * 256.0).astype(np.uint16)  # 256 = fully caption, exactly its pixels
-        for top, bottom in _bands(alpha.any(axis=1)):
+        for top, bottom in _bands(np.asarray(alpha.any(axis=1))):
             w = weight[None, top:bottom, :, None]
             band = out[:, top:bottom].astype(np.uint16)
-            out[:, top:bottom] = ((band * (256 - w) + colour[None, top:bottom] * w + 128) >> 8).astype(np.uint8)
+            layer = colour[None, top:bottom].astype(np.uint16)
+            out[:, top:bottom] = ((band * (256 - w) + layer * w + 128) >> 8).astype(np.uint8)
         return Frames(frames=out, fps=frames.fps, motion=frames.motion)
 
 
@@ -69,7 +72,9 @@ def _validate(frames: Frames, image: DecodedImage, clean: CleanImage) -> None:
         got = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
         raise ValueError(f"frames.frames must be an (N, H, W, 3) uint8 array with N >= 1, got {got}")
     if image.pixels.ndim != 3 or image.pixels.shape[2] != 3 or image.pixels.dtype != np.uint8:
-        raise ValueError(f"image.pixels must be an (H, W, 3) uint8 array, got {image.pixels.dtype} {image.pixels.shape}")
+        raise ValueError(
+            f"image.pixels must be an (H, W, 3) uint8 array, got {image.pixels.dtype} {image.pixels.shape}"
+        )
     if clean.text_mask.shape != image.pixels.shape[:2]:
         raise ValueError(
             f"clean.text_mask must match image.pixels' size {image.pixels.shape[:2]}, got {clean.text_mask.shape}"

@@ -115,7 +115,9 @@ def _validate(clean: CleanImage, scene: SceneInfo, script: Script, options: Anim
     boxes += [(f"scene.panels[{i}]", box) for i, box in enumerate(scene.panels)]
     for name, (x0, y0, x1, y1) in boxes:
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise ValueError(f"{name} must be a non-empty box inside the {width}x{height} picture, got {(x0, y0, x1, y1)}")
+            raise ValueError(
+                f"{name} must be a non-empty box inside the {width}x{height} picture, got {(x0, y0, x1, y1)}"
+            )
 
 
 def _active_panel(panels: tuple[Box, ...], subject: Box | None, width: int, height: int) -> Box:
@@ -172,7 +174,7 @@ def _rotate_about(point: tuple[float, float], degrees: float) -> np.ndarray:
 def _scene_matrices(
     curves: Curves, focus: tuple[float, float], base: tuple[float, float], src: tuple[int, int], out: tuple[int, int]
 ) -> np.ndarray:
-    """Forward crop → output matrices (N, 3, 3): camera shift ∘ zoom about the focus ∘ rotation/squash about the base."""
+    """Crop → output matrices (N, 3, 3): camera shift ∘ zoom about the focus ∘ rotation/squash about the base."""
     (sw, sh), (pw, ph) = src, out
     kx, ky = pw / sw, ph / sh
     # pixel centres: output pixel q covers source (q + 0.5) / k - 0.5
@@ -274,7 +276,9 @@ def _body_prior(width: int, height: int, box: tuple[float, float, float, float],
         ])  # fmt: skip
         cv2.fillPoly(prior, [np.round(torso).astype(np.int32)], 1)
     else:  # cats and salient things: the box itself, rounded
-        cv2.ellipse(prior, (round(cx), round(cy)), (max(1, round(0.56 * bw)), max(1, round(0.56 * bh))), 0, 0, 360, 1, -1)
+        cv2.ellipse(
+            prior, (round(cx), round(cy)), (max(1, round(0.56 * bw)), max(1, round(0.56 * bh))), 0, 0, 360, 1, -1
+        )
     return prior
 
 

@@ -128,8 +128,8 @@ def test_other_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: 
 
 
 def test_options_reach_the_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = animate(capsys, str(EXAMPLE), "-o", str(tmp_path / "o.gif"), "--frames", "10", "--fps", "10",
-                               "--size", "200", "--camera", "pan-left", "--prompt", "the cat sighs", "--json")  # fmt: skip
+    args = ["--frames", "10", "--fps", "10", "--size", "200", "--camera", "pan-left", "--prompt", "the cat sighs"]
+    status, out, err = animate(capsys, str(EXAMPLE), "-o", str(tmp_path / "o.gif"), *args, "--json")
     assert status == 0, err
     report = json.loads(out)
     assert (report["frames"], report["fps"], max(report["width"], report["height"])) == (10, 10, 200)

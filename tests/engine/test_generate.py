@@ -110,9 +110,7 @@ def test_every_curve_is_periodic_in_the_loop_phase(motion: str) -> None:
 
 
 @pytest.mark.parametrize("motion", sorted(SOLO))
-def test_no_frame_samples_outside_the_picture(
-    generate: Generate, motion: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_frame_samples_outside_the_picture(generate: Generate, motion: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # the reflecting border is only a safety net: with a black border instead, any sample taken
     # outside the picture would show up as a dark edge
     monkeypatch.setattr(cv2, "BORDER_REFLECT_101", cv2.BORDER_CONSTANT)

@@ -136,8 +136,10 @@ def _zip() -> bytes:
         ),
         (b'<?xml version="1.0"?>\n<feed><entry>meme</entry></feed>\n', "That file is an XML document, not an image."),
         (_zip(), "That file is a ZIP archive, not an image."),
-        (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64),
-         "That file is a video (MP4/MOV), not an image."),
+        (
+            b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64),
+            "That file is a video (MP4/MOV), not an image.",
+        ),
         (b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  " + bytes(64), "That file is a video (MP4/MOV), not an image."),
         ("when the meme is just text 😂\n".encode(), "That file is a text file, not an image."),
         (bytes(random.Random(7).randrange(256) for _ in range(500)), "That file isn't an image I can read."),

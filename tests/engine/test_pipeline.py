@@ -33,7 +33,9 @@ def decode_gif(data: bytes) -> np.ndarray:
 
 def test_progress_reports_every_stage_in_order(pipeline: Pipeline) -> None:
     seen: list[tuple[str, float]] = []
-    result = pipeline.run(EXAMPLE.read_bytes(), AnimationOptions(frames=8, size=160), progress=lambda s, f: seen.append((s, f)))
+    result = pipeline.run(
+        EXAMPLE.read_bytes(), AnimationOptions(frames=8, size=160), progress=lambda s, f: seen.append((s, f))
+    )
     assert [stage for stage, _ in seen] == [*STAGES, "done"]
     fractions = [fraction for _, fraction in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0

@@ -46,7 +46,9 @@ def decoded(path: Path) -> DecodedImage:
     """A DecodedImage of an image file, as intake would hand it on (already at working size)."""
     with Image.open(path) as im:
         pixels = np.ascontiguousarray(np.asarray(im.convert("RGB")))
-    return DecodedImage(pixels, sha256="", source_format="JPEG", source_size=(pixels.shape[1], pixels.shape[0]), animated=False)
+    return DecodedImage(
+        pixels, sha256="", source_format="JPEG", source_size=(pixels.shape[1], pixels.shape[0]), animated=False
+    )
 
 
 def normalise(text: str) -> str:
@@ -94,10 +96,15 @@ def caption_canvas(pixels: np.ndarray, meme: dict[str, Any]) -> Image.Image:
     crops = []
     for line in meme["lines"]:
         x0, y0, x1, y1 = line["box"]
-        crop = pixels[max(0, y0 - _JUDGE_PAD) : min(height, y1 + _JUDGE_PAD), max(0, x0 - _JUDGE_PAD) : min(width, x1 + _JUDGE_PAD)]
+        crop = pixels[
+            max(0, y0 - _JUDGE_PAD) : min(height, y1 + _JUDGE_PAD),
+            max(0, x0 - _JUDGE_PAD) : min(width, x1 + _JUDGE_PAD),
+        ]
         crops.append(Image.fromarray(np.ascontiguousarray(crop)))
     gap = 20
-    canvas = Image.new("RGB", (max(c.width for c in crops) + 2 * gap, sum(c.height + gap for c in crops) + gap), (128, 128, 128))
+    canvas = Image.new(
+        "RGB", (max(c.width for c in crops) + 2 * gap, sum(c.height + gap for c in crops) + gap), (128, 128, 128)
+    )
     y = gap
     for crop in crops:
         canvas.paste(crop, (gap, y))
@@ -196,7 +203,9 @@ def test_text_mask_matches_the_caption_strokes(
     assert iou >= 0.70, f"text_mask IoU {iou:.3f}"
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="Debian's tesseract CLI (the second-opinion OCR) is not installed")
+@pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="Debian's tesseract CLI (the second-opinion OCR) is not installed"
+)
 def test_second_ocr_finds_no_caption_after_detext(
     memes: list[dict[str, Any]], rendered: list[DecodedImage], cleaned: list[CleanImage]
 ) -> None:
