@@ -2,7 +2,7 @@
 # scale-out work; this one runs `makeitmove animate` on a mounted folder:
 #   docker build -t makeitmove . && docker run --rm -v "$PWD:/work" makeitmove animate /work/meme.jpg -o /work/meme.gif
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends gifsicle libgl1 libglib2.0-0 \
+RUN apt-get update && apt-get install -y --no-install-recommends gifsicle \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md config.toml ./

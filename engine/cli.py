@@ -182,6 +182,7 @@ class ProgressDisplay:
     def update(self, stage: str, fraction: float) -> None:
         """Show the stage now running."""
         self._bar.update(self._task, description=stage, completed=fraction)
+        self._bar.refresh()  # stages can be shorter than rich's refresh period; show each one
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -211,3 +213,60 @@ def test_refuses_to_overwrite_the_input(
 def test_module_entry_point_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "animate" in done.stdout
+
+
+def test_cpu_chain_never_imports_torch(tmp_path: Path) -> None:
+    """A `torch` that explodes on import sits first on the path; the whole CPU chain must not touch it."""
+    trap = tmp_path / "trap"
+    for name in ("torch", "transformers", "diffusers"):
+        (trap / name).mkdir(parents=True)
+        (trap / name / "__init__.py").write_text(f"raise RuntimeError('the CPU chain imported {name}')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(trap), str(REPO)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "animate", str(EXAMPLE), "-o", str(tmp_path / "t.gif"), "--frames", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "t.gif").stat().st_size > 0
+
+
+def test_progress_is_drawn_on_a_terminal(tmp_path: Path) -> None:
+    """With stderr on a terminal, each stage shows up in the progress display."""
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "animate",
+                str(EXAMPLE),
+                "-o",
+                str(tmp_path / "p.gif"),
+                "--frames",
+                "4",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+            env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+        )
+        os.close(terminal)
+        chunks = []
+        while True:  # bounded: the child closes the terminal when it exits
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO once the child side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=120) == 0
+    finally:
+        os.close(controller)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    for stage in ("ocr", "generate", "encode"):
+        assert stage in shown, shown[-2000:]
+    assert "p.gif: GIF" in shown  # the summary line
