@@ -87,6 +87,65 @@ class EncodeSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """The HTTP service."""
+
+    host: str
+    port: int
+    max_body_bytes: int
+    sse_keepalive_s: float
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where history, limits and results live."""
+
+    url: str
+    retention_days: float
+    sweep_interval_s: float
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Job delivery."""
+
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    """Per-user rate limits."""
+
+    jobs: int
+    window_s: int
+    concurrent: int
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """Per-chat rate limits."""
+
+    jobs: int
+    window_s: int
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Rate limits; admins are exempt."""
+
+    queue_max: int
+    user: UserLimits
+    chat: ChatLimits
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """The LoRA checkpoint registry."""
+
+    dir: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the engine, one frozen object."""
 
@@ -98,6 +157,11 @@ class Settings:
     generate: GenerateSettings
     postprocess: PostprocessSettings
     encode: EncodeSettings
+    engine: EngineSettings
+    storage: StorageSettings
+    queue: QueueSettings
+    limits: LimitsSettings
+    checkpoints: CheckpointSettings
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -113,7 +177,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = (
     "intake.max_bytes", "intake.max_pixels", "intake.min_side", "intake.max_aspect",
     "intake.working_side", "generate.frames", "generate.fps", "encode.size", "encode.max_bytes",
-    "detext.inpaint_radius", "encode.colors",
+    "detext.inpaint_radius", "encode.colors", "engine.port", "engine.max_body_bytes", "engine.sse_keepalive_s",
+    "storage.retention_days", "storage.sweep_interval_s", "queue.max_attempts", "limits.queue_max",
+    "limits.user.jobs", "limits.user.window_s", "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s",
 )  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""The engine service: HTTP API, job queue and worker."""

@@ -1,0 +1,33 @@
+"""The one seam between the HTTP API and the workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from storage.records import JobRecord, NewJob, Submitted
+
+
+class JobQueue(Protocol):
+    """Submit, get, cancel, watch: everything the API asks of whoever runs the jobs."""
+
+    async def start(self) -> None:
+        """Recover interrupted jobs and start taking work."""
+
+    async def stop(self) -> None:
+        """Stop taking work; a running job is left to be resumed on the next start."""
+
+    async def submit(self, new: NewJob) -> Submitted:
+        """Accept a job (or return the existing one for a repeated idempotency key); raises Rejected."""
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job as it is now."""
+
+    async def position(self, job_id: str) -> int | None:
+        """1-based queue position of a queued job."""
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel: a queued job never runs; a running one stops at the next stage or step boundary."""
+
+    def watch(self, job_id: str) -> AsyncIterator[JobRecord]:
+        """Yield the job now and after every change (status, position, stage, fraction); end when it is final."""

@@ -1,0 +1,1 @@
+"""Job history, rate limits, bans, results and checkpoints, behind one repository."""
