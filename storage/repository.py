@@ -1,116 +1,434 @@
-"""INTERFACE SKELETON — the storage engineer replaces every body; signatures are the contract."""
+"""The repository: verb methods over the database that return plain dataclasses, one short transaction each."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import uuid4
 
-from storage.records import Ban, JobRecord, Limits, NewJob, Quota, Stats, Submitted
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage import limits as rules
+from storage.database import create_engine, migrate, writer
+from storage.models import BanRow, Job, JobPayload, Setting
+from storage.records import JOB_STATUSES, Ban, JobRecord, Limits, NewJob, Quota, Rejected, Stats, Submitted
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "cancelled")
+INTERRUPTED = "The engine restarted while making this animation too many times; please try again."
+# Namespaces of the two-key Postgres advisory locks that serialise one user's (one chat's) submissions.
+USER_LOCK, CHAT_LOCK = 1, 2
+SWEEP_BATCH = 500
 
 
 class Repository:
     """Verb methods over the database; every method is one short transaction."""
 
+    def __init__(self, engine: AsyncEngine, default_limits: Limits) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._default_limits = rules.validate(default_limits)
+        self._reader = async_sessionmaker(engine, expire_on_commit=False)
+        self._writer = async_sessionmaker(writer(engine), expire_on_commit=False)
+
     @classmethod
     async def open(cls, url: str, *, default_limits: Limits) -> Repository:
         """Connect (sync SQLAlchemy URL in, async driver chosen here), apply migrations, return a repository."""
-        raise NotImplementedError
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+            return cls(engine, default_limits)
+        except BaseException:
+            await engine.dispose()
+            raise
 
     async def close(self) -> None:
         """Dispose of the connection pool."""
-        raise NotImplementedError
+        await self._engine.dispose()
 
     # --- jobs -------------------------------------------------------------------------------
     async def submit(self, new: NewJob, *, now: datetime | None = None) -> Submitted:
         """Atomically: idempotency check, ban check, limits (admins exempt), insert. Raises Rejected."""
-        raise NotImplementedError
+        now = _aware(now)
+        try:
+            async with self._writer.begin() as session:
+                return await self._submit(session, new, now)
+        except IntegrityError:
+            # Only a key reused across users gets here: one user's submissions are serialised.
+            existing = await self._by_key(new.idempotency_key) if new.idempotency_key else None
+            if existing is None:
+                raise
+            return Submitted(existing, created=False)
+
+    async def _submit(self, session: AsyncSession, new: NewJob, now: datetime) -> Submitted:
+        if self._postgres:
+            # SQLite's BEGIN IMMEDIATE already serialises every writer; Postgres needs a lock per
+            # user and per chat (always in this order, so two submissions cannot deadlock).
+            for space, name in ((USER_LOCK, new.user_id), (CHAT_LOCK, new.chat_id)):
+                key = _lock_key(f"{new.platform}:{name}")
+                await session.execute(select(func.pg_advisory_xact_lock(space, key)))
+        if new.idempotency_key is not None:
+            existing = await session.scalar(select(Job).where(Job.idempotency_key == new.idempotency_key))
+            if existing is not None:
+                return Submitted(_record(existing), created=False)
+        if await session.get(BanRow, (new.platform, new.user_id)) is not None:
+            raise Rejected("banned", rules.BANNED)
+        limits = await self._limits(session)
+        usage = rules.Usage(
+            user_times=await self._user_times(session, new.platform, new.user_id, limits, now),
+            user_active=await self._user_active(session, new.platform, new.user_id),
+            chat_times=list(
+                await session.scalars(
+                    select(Job.created_at)
+                    .where(Job.platform == new.platform, Job.chat_id == new.chat_id)
+                    .where(Job.created_at > rules.window_start(now, limits.chat_window_s))
+                    .order_by(Job.created_at)
+                )
+            ),
+            queued=await _count(session, Job.status == "queued"),
+        )
+        rules.check(limits, usage, is_admin=new.is_admin, now=now)
+        job = Job(
+            id=new.id or uuid4().hex,
+            status="queued",
+            platform=new.platform,
+            user_id=new.user_id,
+            chat_id=new.chat_id,
+            is_admin=new.is_admin,
+            options=dict(new.options),
+            seed=new.seed,
+            idempotency_key=new.idempotency_key,
+            attempts=0,
+            fraction=0.0,
+            result_expired=False,
+            created_at=now,
+        )
+        session.add(job)
+        await session.flush()  # the payload's foreign key needs the job row first
+        session.add(JobPayload(job_id=job.id, image=new.image))
+        await session.flush()
+        log.info("job %s queued for %s user %s in chat %s", job.id, new.platform, new.user_id, new.chat_id)
+        return Submitted(_record(job), created=True)
 
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            job = await session.scalar(select(Job).where(Job.id == job_id))
+            return _record(job) if job is not None else None
 
     async def position(self, job_id: str) -> int | None:
         """1-based place among queued jobs (oldest first), or None when not queued."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            row = (await session.execute(select(Job.status, Job.created_at, Job.seq).where(Job.id == job_id))).first()
+            if row is None or row.status != "queued":
+                return None
+            ahead = or_(Job.created_at < row.created_at, and_(Job.created_at == row.created_at, Job.seq < row.seq))
+            return await _count(session, Job.status == "queued", ahead) + 1
 
     async def queued_ids(self) -> list[str]:
         """Every queued job id, oldest first."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            query = select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.seq)
+            return list(await session.scalars(query))
 
     async def image(self, job_id: str) -> bytes | None:
         """The submitted image bytes, or None once swept."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            return await session.scalar(select(JobPayload.image).where(JobPayload.job_id == job_id))
 
     async def start(self, job_id: str, *, checkpoint: str | None) -> JobRecord | None:
         """queued -> running (attempts + 1, started_at, checkpoint recorded); None if it was not queued."""
-        raise NotImplementedError
+        values = dict(status="running", attempts=Job.attempts + 1, started_at=_aware(None), checkpoint=checkpoint)
+        return await self._transition(job_id, ("queued",), stage=None, fraction=0.0, **values)
 
     async def progress(self, job_id: str, stage: str, fraction: float) -> None:
         """Record the running job's stage and fraction."""
-        raise NotImplementedError
+        async with self._writer.begin() as session:
+            query = update(Job).where(Job.id == job_id, Job.status == "running")
+            await session.execute(query.values(stage=stage, fraction=min(1.0, max(0.0, fraction))))
 
     async def finish(
         self, job_id: str, *, data: bytes, format: str, script: dict, timings: dict[str, float]
     ) -> JobRecord | None:
         """running -> done with its result bytes; None if it was no longer running (e.g. cancelled)."""
-        raise NotImplementedError
+        async with self._writer.begin() as session:
+            job = await session.scalar(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running")
+                .values(
+                    status="done",
+                    fraction=1.0,
+                    script=dict(script),
+                    timings=dict(timings),
+                    result_format=format,
+                    result_bytes=len(data),
+                    finished_at=_aware(None),
+                )
+                .returning(Job)
+            )
+            if job is None:
+                return None
+            await session.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
+            return _record(job)
 
     async def fail(self, job_id: str, *, code: str, message: str) -> JobRecord | None:
         """queued/running -> failed with a message a chat user can read; None if already final."""
-        raise NotImplementedError
+        return await self._transition(
+            job_id, ACTIVE, status="failed", error_code=code, error=message, finished_at=_aware(None)
+        )
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """queued/running -> cancelled; returns the job as it is now (unchanged if already final), None if unknown."""
-        raise NotImplementedError
+        async with self._writer.begin() as session:
+            query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
+            job = await session.scalar(query.values(status="cancelled", finished_at=_aware(None)).returning(Job))
+            if job is None:
+                job = await session.scalar(select(Job).where(Job.id == job_id))
+            return _record(job) if job is not None else None
+
+    async def _transition(self, job_id: str, sources: Sequence[str], **values: Any) -> JobRecord | None:
+        async with self._writer.begin() as session:
+            query = update(Job).where(Job.id == job_id, Job.status.in_(sources)).values(**values).returning(Job)
+            job = await session.scalar(query)
+            return _record(job) if job is not None else None
 
     async def result(self, job_id: str) -> tuple[bytes, str] | None:
         """(bytes, format) of a done job whose result is still kept, else None."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            query = (
+                select(JobPayload.result, Job.result_format)
+                .join(Job, Job.id == JobPayload.job_id)
+                .where(Job.id == job_id, Job.status == "done", Job.result_expired.is_(False))
+            )
+            row = (await session.execute(query)).first()
+            if row is None or row.result is None or row.result_format is None:
+                return None
+            return row.result, row.result_format
 
     async def recover(self, *, max_attempts: int) -> tuple[list[str], list[str]]:
         """After a restart: running jobs go back to queued, or fail once they used max_attempts; (requeued, failed)."""
-        raise NotImplementedError
+        requeued: list[str] = []
+        failed: list[str] = []
+        async with self._writer.begin() as session:
+            running = await session.scalars(select(Job).where(Job.status == "running").order_by(Job.created_at))
+            for job in running:
+                if job.attempts >= max_attempts:
+                    job.status, job.error_code, job.error = "failed", "interrupted", INTERRUPTED
+                    job.finished_at = _aware(None)
+                    failed.append(job.id)
+                else:
+                    job.status, job.stage, job.fraction, job.started_at = "queued", None, 0.0, None
+                    requeued.append(job.id)
+        for job_id in requeued:
+            log.info("job %s requeued after a restart", job_id)
+        for job_id in failed:
+            log.warning("job %s failed: interrupted %d times", job_id, max_attempts)
+        return requeued, failed
 
     async def sweep(self, *, retention_days: float, now: datetime | None = None) -> int:
         """Delete results and images of jobs that ended more than retention_days ago; the rows stay."""
-        raise NotImplementedError
+        cutoff = _aware(now) - timedelta(days=retention_days)
+        swept = 0
+        while True:
+            async with self._writer.begin() as session:
+                ids = list(
+                    await session.scalars(
+                        select(Job.id)
+                        .where(Job.status.in_(FINAL), Job.finished_at < cutoff, Job.result_expired.is_(False))
+                        .limit(SWEEP_BATCH)
+                    )
+                )
+                if not ids:
+                    break
+                await session.execute(delete(JobPayload).where(JobPayload.job_id.in_(ids)))
+                await session.execute(update(Job).where(Job.id.in_(ids)).values(result_expired=True))
+            swept += len(ids)
+        if swept:
+            log.info("swept the results and images of %d jobs older than %s days", swept, retention_days)
+        return swept
 
     async def history(self, platform: str, user_id: str, *, limit: int = 10) -> list[JobRecord]:
         """A user's newest jobs first."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            query = (
+                select(Job)
+                .where(Job.platform == platform, Job.user_id == user_id)
+                .order_by(Job.created_at.desc(), Job.seq.desc())
+                .limit(limit)
+            )
+            return [_record(job) for job in await session.scalars(query)]
 
     async def quota(self, platform: str, user_id: str, *, now: datetime | None = None) -> Quota:
         """What the user has left under the limits in force."""
-        raise NotImplementedError
+        now = _aware(now)
+        async with self._reader() as session:
+            limits = await self._limits(session)
+            times = await self._user_times(session, platform, user_id, limits, now)
+            active = await self._user_active(session, platform, user_id)
+        return rules.quota(limits, times, active, now=now)
+
+    async def _user_times(
+        self, session: AsyncSession, platform: str, user_id: str, limits: Limits, now: datetime
+    ) -> list[datetime]:
+        query = (
+            select(Job.created_at)
+            .where(Job.platform == platform, Job.user_id == user_id)
+            .where(Job.created_at > rules.window_start(now, limits.user_window_s))
+            .order_by(Job.created_at)
+        )
+        return list(await session.scalars(query))
+
+    async def _user_active(self, session: AsyncSession, platform: str, user_id: str) -> int:
+        return await _count(session, Job.platform == platform, Job.user_id == user_id, Job.status.in_(ACTIVE))
+
+    async def _by_key(self, key: str) -> JobRecord | None:
+        async with self._reader() as session:
+            job = await session.scalar(select(Job).where(Job.idempotency_key == key))
+            return _record(job) if job is not None else None
 
     # --- admin ------------------------------------------------------------------------------
     async def limits(self) -> Limits:
         """The limits in force."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            return await self._limits(session)
+
+    async def _limits(self, session: AsyncSession) -> Limits:
+        stored = await session.get(Setting, "limits")
+        return rules.from_json(stored.value, self._default_limits) if stored is not None else self._default_limits
 
     async def set_limits(self, limits: Limits) -> Limits:
         """Replace the limits in force (persisted; survives restarts)."""
-        raise NotImplementedError
+        rules.validate(limits)
+        await self._set_setting("limits", rules.to_json(limits))
+        log.info("limits set to %s", limits)
+        return limits
 
     async def ban(self, platform: str, user_id: str, *, reason: str = "") -> Ban:
         """Ban a user (idempotent)."""
-        raise NotImplementedError
+        row = dict(platform=platform, user_id=user_id, reason=reason, created_at=_aware(None))
+        insert = postgresql.insert(BanRow) if self._postgres else sqlite.insert(BanRow)
+        async with self._writer.begin() as session:
+            await session.execute(insert.values(**row).on_conflict_do_nothing())
+            ban = await session.get_one(BanRow, (platform, user_id))
+            log.info("banned %s user %s", platform, user_id)
+            return _ban(ban)
 
     async def unban(self, platform: str, user_id: str) -> bool:
         """Lift a ban; False if there was none."""
-        raise NotImplementedError
+        async with self._writer.begin() as session:
+            query = delete(BanRow).where(BanRow.platform == platform, BanRow.user_id == user_id)
+            lifted = await session.scalar(query.returning(BanRow.user_id)) is not None
+        if lifted:
+            log.info("unbanned %s user %s", platform, user_id)
+        return lifted
 
     async def bans(self) -> list[Ban]:
         """Every ban, newest first."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            return [_ban(b) for b in await session.scalars(select(BanRow).order_by(BanRow.created_at.desc()))]
 
     async def active_checkpoint(self) -> str | None:
         """The checkpoint name jobs start with, or None."""
-        raise NotImplementedError
+        async with self._reader() as session:
+            return await _active_checkpoint(session)
 
     async def set_active_checkpoint(self, name: str | None) -> None:
         """Choose the checkpoint for jobs that start from now on."""
-        raise NotImplementedError
+        if name is None:
+            async with self._writer.begin() as session:
+                await session.execute(delete(Setting).where(Setting.key == "active_checkpoint"))
+        else:
+            await self._set_setting("active_checkpoint", name)
+        log.info("active checkpoint set to %s", name)
+
+    async def _set_setting(self, key: str, value: Any) -> None:
+        insert = postgresql.insert(Setting) if self._postgres else sqlite.insert(Setting)
+        query = insert.values(key=key, value=value)
+        async with self._writer.begin() as session:
+            await session.execute(query.on_conflict_do_update(index_elements=[Setting.key], set_={"value": value}))
 
     async def stats(self) -> Stats:
         """Counts for admins and /metrics."""
-        raise NotImplementedError
+        day_ago = _aware(None) - timedelta(days=1)
+        async with self._reader() as session:
+            by_status = dict.fromkeys(JOB_STATUSES, 0)
+            for status, n in await session.execute(select(Job.status, func.count()).group_by(Job.status)):
+                by_status[status] = n
+            users = select(Job.platform, Job.user_id).where(Job.created_at > day_ago).distinct().subquery()
+            recent = await session.execute(
+                select(Job.started_at, Job.finished_at)
+                .where(Job.status == "done", Job.started_at.is_not(None), Job.finished_at.is_not(None))
+                .order_by(Job.finished_at.desc())
+                .limit(100)
+            )
+            seconds = [(end - start).total_seconds() for start, end in recent if start is not None and end is not None]
+            return Stats(
+                jobs_by_status=by_status,
+                queue_depth=by_status["queued"],
+                jobs_last_24h=await _count(session, Job.created_at > day_ago),
+                users_last_24h=await session.scalar(select(func.count()).select_from(users)) or 0,
+                bans=await session.scalar(select(func.count()).select_from(BanRow)) or 0,
+                active_checkpoint=await _active_checkpoint(session),
+                mean_seconds_last_100=sum(seconds) / len(seconds) if seconds else None,
+            )
+
+
+async def _count(session: AsyncSession, *where: Any) -> int:
+    return await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+
+
+async def _active_checkpoint(session: AsyncSession) -> str | None:
+    stored = await session.get(Setting, "active_checkpoint")
+    return str(stored.value) if stored is not None else None
+
+
+def _aware(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, not {now!r}")
+    return now.astimezone(timezone.utc)
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def _record(job: Job) -> JobRecord:
+    return JobRecord(
+        id=job.id,
+        status=job.status,
+        platform=job.platform,
+        user_id=job.user_id,
+        chat_id=job.chat_id,
+        is_admin=job.is_admin,
+        options=dict(job.options),
+        seed=job.seed,
+        idempotency_key=job.idempotency_key,
+        attempts=job.attempts,
+        stage=job.stage,
+        fraction=float(job.fraction),
+        error_code=job.error_code,
+        error=job.error,
+        script=dict(job.script) if job.script is not None else None,
+        timings=dict(job.timings) if job.timings is not None else None,
+        checkpoint=job.checkpoint,
+        result_format=job.result_format,
+        result_bytes=job.result_bytes,
+        result_expired=job.result_expired,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _ban(row: BanRow) -> Ban:
+    return Ban(platform=row.platform, user_id=row.user_id, reason=row.reason, created_at=row.created_at)
