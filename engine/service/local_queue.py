@@ -1,0 +1,293 @@
+"""LocalJobQueue: jobs kept in the database, run one at a time by one worker thread that owns the GPU."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from engine.config import Settings
+from engine.errors import UserError
+from engine.pipeline import PipelineResult, ProgressCallback
+from engine.service.checkpoints import CheckpointRegistry
+from engine.types import AnimationOptions
+from storage.records import JobRecord, NewJob, Submitted
+from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+OUT_OF_MEMORY = "The engine ran out of memory making this animation; try a smaller size or fewer frames."
+# A running job's progress is written when its stage changes, or at most this often within a stage.
+PROGRESS_INTERVAL_S = 0.5
+# Watchers re-read the job this often even without a notification, in case one was missed.
+WATCH_FALLBACK_S = 1.0
+DB_TIMEOUT_S = 60.0
+
+
+class Runner(Protocol):
+    """What the worker needs of a pipeline: engine.pipeline.Pipeline satisfies it."""
+
+    def run(self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None) -> PipelineResult:
+        """Animate one meme."""
+        ...
+
+
+class Cancelled(Exception):
+    """Raised inside the pipeline, at a stage boundary, when its job was cancelled."""
+
+
+class Abandoned(Exception):
+    """Raised inside the pipeline, at a stage boundary, when the queue stops; the job stays running for recovery."""
+
+
+class LocalJobQueue:
+    """The default JobQueue: the database holds every job, an in-process FIFO feeds one worker thread."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        pipeline_factory: Callable[[], Runner],
+        settings: Settings,
+        registry: CheckpointRegistry,
+        *,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.repository = repository
+        self.pipeline_factory = pipeline_factory
+        self.settings = settings
+        self.registry = registry
+        self.stop_timeout = stop_timeout
+        self._ids: queue.Queue[str | None] = queue.Queue()
+        self._cancelled: set[str] = set()  # ids cancelled while queued or running, until the worker sees them
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Set, then replaced, on every change to any job (on the loop's thread): wakes every watcher.
+        self._changed = asyncio.Event()
+
+    # --- JobQueue -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover interrupted jobs, queue every queued job oldest first, start the worker thread."""
+        if self._thread is not None:
+            raise RuntimeError("this queue was already started")
+        self._loop = asyncio.get_running_loop()
+        requeued, failed = await self.repository.recover(max_attempts=self.settings.queue.max_attempts)
+        for job_id in await self.repository.queued_ids():
+            self._ids.put(job_id)
+        log.info("queue started: %d jobs resumed, %d failed after too many attempts", len(requeued), len(failed))
+        self._thread = threading.Thread(target=self._work, name="makeitmove-worker", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Stop the worker; a running job is abandoned at its next stage boundary and resumed on the next start."""
+        self._stopping.set()
+        self._ids.put(None)
+        thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, self.stop_timeout)
+            if thread.is_alive():
+                log.warning("the worker did not stop within %.0f s; its job will be resumed", self.stop_timeout)
+        self._bump()
+        log.info("queue stopped")
+
+    async def submit(self, new: NewJob) -> Submitted:
+        """Store the job (limits checked atomically by the repository) and queue it; raises Rejected."""
+        submitted = await self.repository.submit(new)
+        if submitted.created:
+            self._ids.put(submitted.job.id)
+            log.info("job %s queued", submitted.job.id)
+            self._bump()
+        return submitted
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job as it is now."""
+        return await self.repository.get(job_id)
+
+    async def position(self, job_id: str) -> int | None:
+        """1-based queue position of a queued job."""
+        return await self.repository.position(job_id)
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel: a queued job is skipped; a running one stops at its next stage boundary."""
+        record = await self.repository.cancel(job_id)
+        if record is not None and record.status == "cancelled":
+            with self._lock:
+                self._cancelled.add(job_id)
+            self._bump()
+        return record
+
+    async def watch(self, job_id: str) -> AsyncIterator[JobRecord]:
+        """Yield the job now and after every change to it or to its place in the queue; end once it is final."""
+        last: tuple[JobRecord, int | None] | None = None
+        while True:
+            changed = self._changed  # taken before reading, so a change made while reading is not missed
+            record = await self.repository.get(job_id)
+            if record is None:
+                return
+            place = await self.repository.position(job_id) if record.status == "queued" else None
+            if last is None or (record, place) != last:
+                last = (record, place)
+                yield record
+            if record.final:
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), WATCH_FALLBACK_S)
+            except asyncio.TimeoutError:  # not the builtin before 3.11
+                pass  # the fallback: re-read anyway
+
+    # --- notifications ------------------------------------------------------------------------
+    def _bump(self) -> None:
+        """Wake every watcher; call on the loop's thread."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # --- the worker thread --------------------------------------------------------------------
+    def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a repository coroutine on the service loop from the worker thread, and wait for it."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise Abandoned("the service loop is gone")
+        future = asyncio.run_coroutine_threadsafe(self._notifying(make()), loop)
+        return future.result(timeout=DB_TIMEOUT_S)
+
+    async def _notifying(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        try:
+            return await coroutine
+        finally:
+            self._bump()
+
+    def _work(self) -> None:
+        """The worker loop: one job at a time until stopped; no exception ends it."""
+        runner: Runner | None = None
+        while not self._stopping.is_set():
+            job_id = self._ids.get()
+            if job_id is None or self._stopping.is_set():
+                break
+            try:
+                runner = self._run_one(job_id, runner)
+            except Abandoned:
+                log.info("job %s abandoned: the queue is stopping; it resumes on the next start", job_id)
+                break
+            except Exception:
+                log.exception("job %s: the worker hit an error outside the pipeline", job_id)
+            finally:
+                with self._lock:
+                    self._cancelled.discard(job_id)
+
+    def _run_one(self, job_id: str, runner: Runner | None) -> Runner | None:
+        """Start, run and finish one job; returns the (lazily built) pipeline for the next one."""
+        with self._lock:
+            if job_id in self._cancelled:
+                log.info("job %s skipped: cancelled while queued", job_id)
+                return runner
+        # Read at job start, so a switch applies between jobs and each job records what it ran with.
+        checkpoint = self._call(self.repository.active_checkpoint)
+        record = self._call(lambda: self.repository.start(job_id, checkpoint=checkpoint))
+        if record is None:
+            return runner  # cancelled, finished or queued twice: nothing to do
+        started = time.perf_counter()
+        waited = (record.started_at - record.created_at).total_seconds() if record.started_at else 0.0
+        log.info(
+            "job %s started: attempt %d, checkpoint %s, %.2f s after it was queued",
+            job_id, record.attempts, checkpoint or "none", waited,
+        )  # fmt: skip
+        result: PipelineResult | None = None
+        try:
+            if checkpoint is not None:
+                self.registry.resolve(checkpoint)
+            data = self._call(lambda: self.repository.image(job_id))
+            if data is None:
+                raise UserError("The picture for this job is no longer kept; send it again.", code="image_expired")
+            if runner is None:
+                runner = self.pipeline_factory()
+            options = AnimationOptions(**record.options, seed=record.seed)
+            result = runner.run(data, options, progress=self._progress_callback(job_id))
+        except (Cancelled, Abandoned) as exc:
+            self._log_end(job_id, "cancelled" if isinstance(exc, Cancelled) else "abandoned", started)
+            if isinstance(exc, Abandoned):
+                raise
+            return runner
+        except UserError as exc:
+            self._fail(job_id, exc.code, exc.message, started)
+            return runner
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                log.exception("job %s failed with an internal error", job_id)
+                message = f"Something went wrong on our side making this animation (job {job_id}); please try again."
+                self._fail(job_id, "internal_error", message, started)
+                return runner
+            log.warning("job %s ran out of memory: %s", job_id, exc)
+        if result is None:
+            _free_memory()  # out here, once the exception and the frames it holds are gone
+            self._fail(job_id, "out_of_memory", OUT_OF_MEMORY, started)
+            return runner
+        if self._stopping.is_set():
+            raise Abandoned("the queue stopped as the job ended")
+        done = self._call(
+            lambda: self.repository.finish(
+                job_id, data=result.encoded.data, format=result.encoded.format,
+                script=script_of(result), timings=dict(result.timings),
+            )
+        )  # fmt: skip
+        outcome = "done" if done is not None else "done but no longer running (cancelled)"
+        log.info("job %s %s: %d bytes of %s in %.2f s", job_id, outcome, len(result.encoded.data),
+                 result.encoded.format, time.perf_counter() - started)  # fmt: skip
+        return runner
+
+    def _progress_callback(self, job_id: str) -> ProgressCallback:
+        """Record stage and fraction (throttled), and stop the job at a boundary when cancelled or stopping."""
+        last_stage: str | None = None
+        last_write = 0.0
+
+        def progress(stage: str, fraction: float) -> None:
+            nonlocal last_stage, last_write
+            with self._lock:
+                cancelled = job_id in self._cancelled
+            if cancelled:
+                raise Cancelled(job_id)
+            if self._stopping.is_set():
+                raise Abandoned(job_id)
+            now = time.monotonic()
+            if stage != last_stage or now - last_write >= PROGRESS_INTERVAL_S:
+                log.debug("job %s: %s (%.0f%%)", job_id, stage, fraction * 100)
+                self._call(lambda: self.repository.progress(job_id, stage, fraction))
+                last_stage, last_write = stage, now
+
+        return progress
+
+    def _fail(self, job_id: str, code: str, message: str, started: float) -> None:
+        if self._stopping.is_set():
+            raise Abandoned("the queue stopped as the job failed")
+        self._call(lambda: self.repository.fail(job_id, code=code, message=message))
+        log.info("job %s failed (%s) in %.2f s: %s", job_id, code, time.perf_counter() - started, message)
+
+    def _log_end(self, job_id: str, how: str, started: float) -> None:
+        log.info("job %s %s after %.2f s", job_id, how, time.perf_counter() - started)
+
+
+def script_of(result: PipelineResult) -> dict[str, Any]:
+    """The job history's script: what the engine read, understood and decided, as JSON."""
+    script = dataclasses.asdict(result.script)
+    ocr = [{"text": b.text, "box": list(b.box), "confidence": round(b.confidence, 3)} for b in result.ocr.blocks]
+    return {"ocr": ocr, **script}
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # torch.cuda.OutOfMemoryError is matched by name: importing torch here would load it on CPU-only installs.
+    return isinstance(exc, MemoryError) or any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
