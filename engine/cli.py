@@ -50,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
     animate.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     animate.set_defaults(handler=animate_command)
+
+    serve = commands.add_parser(
+        "serve", help="run the engine service for the bots",
+        description="Run the HTTP engine service. Tokens come from ENGINE_TOKEN and ENGINE_ADMIN_TOKEN.",
+    )  # fmt: skip
+    serve.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
+    serve.set_defaults(handler=serve_command)
+
+    db = commands.add_parser("db", help="manage the engine's database", description="Manage the engine's database.")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
+    upgrade = db_commands.add_parser(
+        "upgrade", help="apply the database migrations", description="Apply the migrations to [storage] url."
+    )
+    upgrade.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
+    upgrade.set_defaults(handler=db_upgrade_command)
     return parser
 
 
@@ -112,6 +127,50 @@ def animate_command(args: argparse.Namespace) -> int:
             f"{len(enc.data):,} bytes, {result.timings['total']:.2f} s",
             file=sys.stderr,
         )
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """`makeitmove serve`: the HTTP engine service, until SIGINT or SIGTERM."""
+    from aiohttp import web
+
+    from engine.config import load_settings
+    from engine.errors import ConfigError
+    from engine.service.app import create_app
+    from engine.service.state import Tokens
+
+    settings = load_settings(args.config)
+    if not args.verbose:  # a service logs its job transitions; the CLI's default is quiet
+        logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    app = create_app(settings, tokens=Tokens.from_env())
+    host, port = settings.engine.host, settings.engine.port
+    log.info("engine listening on http://%s:%d", host, port)
+    try:
+        web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True)
+    except OSError as exc:  # the port is taken, or the host isn't an address of this machine
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    log.info("engine stopped")
+    return 0
+
+
+def db_upgrade_command(args: argparse.Namespace) -> int:
+    """`makeitmove db upgrade`: apply the migrations to the configured database, and nothing else."""
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+
+    from engine.config import load_settings
+    from engine.errors import ConfigError
+    from storage.database import upgrade
+
+    settings = load_settings(args.config)
+    try:
+        asyncio.run(upgrade(settings.storage.url))
+    except ValueError as exc:
+        raise ConfigError(f"config key 'storage.url' is not usable: {exc}") from None
+    shown = make_url(settings.storage.url).render_as_string(hide_password=True)
+    print(f"database {shown} is up to date", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,247 @@
+"""The HTTP API's request and response bodies: pydantic models the handlers and the OpenAPI spec share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.pipeline import LIMITS, MAX_PROMPT_CHARS
+from storage.records import Ban, JobRecord, Limits, Quota, Stats
+
+Camera = Literal["zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit"]
+Motion = Literal["low", "high"]
+Format = Literal["gif", "mp4", "webp"]
+Status = Literal["queued", "running", "done", "failed", "cancelled"]
+
+# Names bots send for platforms and people; bounded so they fit an index and a log line.
+NAME = r"^[A-Za-z0-9_.:@-]{1,64}$"
+MAX_SEED = 2**31 - 1  # fits every integer column and numpy's seeding
+MAX_LIMIT = 10**9  # limit numbers above this are a typo, not a policy
+
+
+class Strict(BaseModel):
+    """A request body: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobOptions(Strict):
+    """How the animation should look; every key is optional and bounded like the pipeline's own checks."""
+
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS, description="how it should move, in words")
+    motion: Motion | None = None
+    camera: Camera | None = None
+    format: Format | None = None
+    max_bytes: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the result's byte budget (always met)")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="same seed, same bytes; random when absent")
+    fps: int | None = Field(default=None, ge=LIMITS["fps"][0], le=LIMITS["fps"][1])
+    frames: int | None = Field(default=None, ge=LIMITS["frames"][0], le=LIMITS["frames"][1])
+    size: int | None = Field(
+        default=None, ge=LIMITS["size"][0], le=LIMITS["size"][1], description="the longer side, px"
+    )
+
+
+class JobForm(Strict):
+    """Who asks for a job: the multipart form's text fields besides `options`."""
+
+    platform: str = Field(pattern=NAME, examples=["telegram"])
+    user_id: str = Field(pattern=NAME)
+    chat_id: str = Field(pattern=NAME)
+    is_admin: bool = Field(default=False, description="the bot vouches that this user is one of its admins")
+
+
+class JobSubmission(BaseModel):
+    """The multipart/form-data body of POST /v1/jobs (documentation only: the handler reads the parts)."""
+
+    image: bytes = Field(json_schema_extra={"contentMediaType": "application/octet-stream"})
+    options: str | None = Field(default=None, description="JSON object: see JobOptions")
+    platform: str = Field(pattern=NAME)
+    user_id: str = Field(pattern=NAME)
+    chat_id: str = Field(pattern=NAME)
+    is_admin: Literal["true", "false"] | None = None
+
+
+class Requester(Strict):
+    """Who asks to cancel: must be the job's own user unless the admin token is used."""
+
+    platform: str | None = Field(default=None, pattern=NAME)
+    user_id: str | None = Field(default=None, pattern=NAME)
+
+
+class ErrorBody(BaseModel):
+    """Every error: a machine code and a sentence a chat user can read."""
+
+    code: str
+    message: str
+
+
+class RateLimited(ErrorBody):
+    """A 429: when to try again."""
+
+    retry_after: float = Field(description="seconds")
+
+
+class JobAccepted(BaseModel):
+    """A submission taken (202) or found again by its idempotency key (200)."""
+
+    id: str
+    status: Status
+    position: int | None = Field(description="1-based place in the queue while queued")
+
+
+class Progress(BaseModel):
+    """How far a job got."""
+
+    stage: str | None
+    fraction: float = Field(ge=0, le=1)
+
+
+class JobView(BaseModel):
+    """A job as bots see it."""
+
+    id: str
+    status: Status
+    position: int | None
+    progress: Progress
+    error: ErrorBody | None
+    script: dict[str, Any] | None
+    checkpoint: str | None
+    seed: int
+    timings: dict[str, float] | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: JobRecord, position: int | None) -> JobView:
+        """The view of a stored job."""
+        error = ErrorBody(code=job.error_code or "failed", message=job.error) if job.error else None
+        return cls(
+            id=job.id, status=job.status, position=position if job.status == "queued" else None,  # type: ignore[arg-type]
+            progress=Progress(stage=job.stage, fraction=min(1.0, max(0.0, job.fraction))), error=error,
+            script=job.script, checkpoint=job.checkpoint, seed=job.seed, timings=job.timings,
+            created_at=job.created_at, finished_at=job.finished_at,
+        )  # fmt: skip
+
+
+class JobList(BaseModel):
+    """A user's newest jobs first."""
+
+    jobs: list[JobView]
+
+
+class QuotaView(BaseModel):
+    """What a user has left."""
+
+    jobs_left: int
+    jobs_limit: int
+    window_s: int
+    concurrent_left: int
+    concurrent_limit: int
+    refills_at: datetime | None
+
+    @classmethod
+    def of(cls, quota: Quota) -> QuotaView:
+        """The view of a repository quota."""
+        return cls(**vars(quota))
+
+
+class CheckpointInfo(BaseModel):
+    """One LoRA checkpoint in the registry."""
+
+    name: str
+    size_bytes: int
+    modified: datetime
+    tensors: int
+    valid: bool
+    problem: str | None = Field(description="why the file can't be used")
+    active: bool
+
+
+class CheckpointList(BaseModel):
+    """The registry's checkpoints and the one jobs start with."""
+
+    checkpoints: list[CheckpointInfo]
+    active: str | None
+
+
+class ActiveCheckpoint(Strict):
+    """Which checkpoint jobs start with from now on; null for none."""
+
+    name: str | None = Field(max_length=200)
+
+
+class StatsView(BaseModel):
+    """Numbers for admins."""
+
+    jobs_by_status: dict[str, int]
+    queue_depth: int
+    jobs_last_24h: int
+    users_last_24h: int
+    bans: int
+    active_checkpoint: str | None
+    mean_seconds_last_100: float | None
+
+    @classmethod
+    def of(cls, stats: Stats) -> StatsView:
+        """The view of repository stats."""
+        return cls(**vars(stats))
+
+
+class BanRequest(Strict):
+    """Ban one user."""
+
+    platform: str = Field(pattern=NAME)
+    user_id: str = Field(pattern=NAME)
+    reason: str = Field(default="", max_length=500)
+
+
+class BanView(BaseModel):
+    """A ban in force."""
+
+    platform: str
+    user_id: str
+    reason: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, ban: Ban) -> BanView:
+        """The view of a stored ban."""
+        return cls(**vars(ban))
+
+
+class BanLifted(BaseModel):
+    """A ban that was lifted."""
+
+    platform: str
+    user_id: str
+    lifted: bool
+
+
+class LimitsBody(Strict):
+    """The six rate-limit numbers, all positive."""
+
+    user_jobs: int = Field(ge=1, le=MAX_LIMIT, description="jobs per user per window")
+    user_window_s: int = Field(ge=1, le=MAX_LIMIT)
+    user_concurrent: int = Field(ge=1, le=MAX_LIMIT, description="queued or running at once")
+    chat_jobs: int = Field(ge=1, le=MAX_LIMIT, description="jobs per chat per window")
+    chat_window_s: int = Field(ge=1, le=MAX_LIMIT)
+    queue_max: int = Field(ge=1, le=MAX_LIMIT, description="queued jobs at once, for everyone")
+
+    @classmethod
+    def of(cls, limits: Limits) -> LimitsBody:
+        """The view of the limits in force."""
+        return cls(**vars(limits))
+
+    def record(self) -> Limits:
+        """As the repository's dataclass."""
+        return Limits(**self.model_dump())
+
+
+class Health(BaseModel):
+    """Liveness, for load balancers and the bots' start-up checks."""
+
+    status: Literal["ok"]
+    pipeline_loaded: bool
+    queue_depth: int
