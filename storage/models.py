@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from storage.records import Ban, JobRecord
+
 # Named constraints so Alembic can alter them later on every backend (SQLite batch mode needs names).
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -102,6 +104,34 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
+    def record(self) -> JobRecord:
+        """The row as the frozen dataclass the repository hands out."""
+        return JobRecord(
+            id=self.id,
+            status=self.status,
+            platform=self.platform,
+            user_id=self.user_id,
+            chat_id=self.chat_id,
+            is_admin=self.is_admin,
+            options=dict(self.options),
+            seed=self.seed,
+            idempotency_key=self.idempotency_key,
+            attempts=self.attempts,
+            stage=self.stage,
+            fraction=float(self.fraction),  # SQLite's RETURNING can hand back 0.0 as the integer 0
+            error_code=self.error_code,
+            error=self.error,
+            script=dict(self.script) if self.script is not None else None,
+            timings=dict(self.timings) if self.timings is not None else None,
+            checkpoint=self.checkpoint,
+            result_format=self.result_format,
+            result_bytes=self.result_bytes,
+            result_expired=self.result_expired,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
 
 class JobPayload(Base):
     """A job's blobs, in their own table so listing jobs never loads them.
@@ -126,6 +156,10 @@ class BanRow(Base):
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    def record(self) -> Ban:
+        """The row as the frozen dataclass the repository hands out."""
+        return Ban(platform=self.platform, user_id=self.user_id, reason=self.reason, created_at=self.created_at)
 
 
 class Setting(Base):

@@ -60,13 +60,17 @@ class Repository:
         now = _aware(now)
         try:
             async with self._writer.begin() as session:
-                return await self._submit(session, new, now)
+                submitted = await self._submit(session, new, now)
         except IntegrityError:
             # Only a key reused across users gets here: one user's submissions are serialised.
             existing = await self._by_key(new.idempotency_key) if new.idempotency_key else None
             if existing is None:
                 raise
             return Submitted(existing, created=False)
+        if submitted.created:
+            job = submitted.job
+            log.info("job %s queued for %s user %s in chat %s", job.id, job.platform, job.user_id, job.chat_id)
+        return submitted
 
     async def _submit(self, session: AsyncSession, new: NewJob, now: datetime) -> Submitted:
         if self._postgres:
@@ -78,7 +82,7 @@ class Repository:
         if new.idempotency_key is not None:
             existing = await session.scalar(select(Job).where(Job.idempotency_key == new.idempotency_key))
             if existing is not None:
-                return Submitted(_record(existing), created=False)
+                return Submitted(existing.record(), created=False)
         if await session.get(BanRow, (new.platform, new.user_id)) is not None:
             raise Rejected("banned", rules.BANNED)
         limits = await self._limits(session)
@@ -115,14 +119,13 @@ class Repository:
         await session.flush()  # the payload's foreign key needs the job row first
         session.add(JobPayload(job_id=job.id, image=new.image))
         await session.flush()
-        log.info("job %s queued for %s user %s in chat %s", job.id, new.platform, new.user_id, new.chat_id)
-        return Submitted(_record(job), created=True)
+        return Submitted(job.record(), created=True)
 
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
         async with self._reader() as session:
             job = await session.scalar(select(Job).where(Job.id == job_id))
-            return _record(job) if job is not None else None
+            return job.record() if job is not None else None
 
     async def position(self, job_id: str) -> int | None:
         """1-based place among queued jobs (oldest first), or None when not queued."""
@@ -177,7 +180,7 @@ class Repository:
             if job is None:
                 return None
             await session.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
-            return _record(job)
+            return job.record()
 
     async def fail(self, job_id: str, *, code: str, message: str) -> JobRecord | None:
         """queued/running -> failed with a message a chat user can read; None if already final."""
@@ -192,13 +195,13 @@ class Repository:
             job = await session.scalar(query.values(status="cancelled", finished_at=_aware(None)).returning(Job))
             if job is None:
                 job = await session.scalar(select(Job).where(Job.id == job_id))
-            return _record(job) if job is not None else None
+            return job.record() if job is not None else None
 
     async def _transition(self, job_id: str, sources: Sequence[str], **values: Any) -> JobRecord | None:
         async with self._writer.begin() as session:
             query = update(Job).where(Job.id == job_id, Job.status.in_(sources)).values(**values).returning(Job)
             job = await session.scalar(query)
-            return _record(job) if job is not None else None
+            return job.record() if job is not None else None
 
     async def result(self, job_id: str) -> tuple[bytes, str] | None:
         """(bytes, format) of a done job whose result is still kept, else None."""
@@ -264,7 +267,7 @@ class Repository:
                 .order_by(Job.created_at.desc(), Job.seq.desc())
                 .limit(limit)
             )
-            return [_record(job) for job in await session.scalars(query)]
+            return [job.record() for job in await session.scalars(query)]
 
     async def quota(self, platform: str, user_id: str, *, now: datetime | None = None) -> Quota:
         """What the user has left under the limits in force."""
@@ -292,7 +295,7 @@ class Repository:
     async def _by_key(self, key: str) -> JobRecord | None:
         async with self._reader() as session:
             job = await session.scalar(select(Job).where(Job.idempotency_key == key))
-            return _record(job) if job is not None else None
+            return job.record() if job is not None else None
 
     # --- admin ------------------------------------------------------------------------------
     async def limits(self) -> Limits:
@@ -319,7 +322,7 @@ class Repository:
             await session.execute(insert.values(**row).on_conflict_do_nothing())
             ban = await session.get_one(BanRow, (platform, user_id))
             log.info("banned %s user %s", platform, user_id)
-            return _ban(ban)
+            return ban.record()
 
     async def unban(self, platform: str, user_id: str) -> bool:
         """Lift a ban; False if there was none."""
@@ -333,7 +336,7 @@ class Repository:
     async def bans(self) -> list[Ban]:
         """Every ban, newest first."""
         async with self._reader() as session:
-            return [_ban(b) for b in await session.scalars(select(BanRow).order_by(BanRow.created_at.desc()))]
+            return [b.record() for b in await session.scalars(select(BanRow).order_by(BanRow.created_at.desc()))]
 
     async def active_checkpoint(self) -> str | None:
         """The checkpoint name jobs start with, or None."""
@@ -400,35 +403,3 @@ def _aware(now: datetime | None) -> datetime:
 
 def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
-
-
-def _record(job: Job) -> JobRecord:
-    return JobRecord(
-        id=job.id,
-        status=job.status,
-        platform=job.platform,
-        user_id=job.user_id,
-        chat_id=job.chat_id,
-        is_admin=job.is_admin,
-        options=dict(job.options),
-        seed=job.seed,
-        idempotency_key=job.idempotency_key,
-        attempts=job.attempts,
-        stage=job.stage,
-        fraction=float(job.fraction),
-        error_code=job.error_code,
-        error=job.error,
-        script=dict(job.script) if job.script is not None else None,
-        timings=dict(job.timings) if job.timings is not None else None,
-        checkpoint=job.checkpoint,
-        result_format=job.result_format,
-        result_bytes=job.result_bytes,
-        result_expired=job.result_expired,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
-
-
-def _ban(row: BanRow) -> Ban:
-    return Ban(platform=row.platform, user_id=row.user_id, reason=row.reason, created_at=row.created_at)
