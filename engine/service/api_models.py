@@ -52,7 +52,7 @@ class JobForm(Strict):
     is_admin: bool = Field(default=False, description="the bot vouches that this user is one of its admins")
 
 
-class JobSubmission(BaseModel):
+class JobSubmission(Strict):
     """The multipart/form-data body of POST /v1/jobs (documentation only: the handler reads the parts)."""
 
     image: bytes = Field(json_schema_extra={"contentMediaType": "application/octet-stream"})

@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import FileField
 from pydantic import ValidationError
 
@@ -88,7 +89,7 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], bytes | None
         raise Refused(415, "not_multipart", "Send the job as multipart/form-data with an image part.")
     try:
         form = await request.post()
-    except (ValueError, AssertionError, UnicodeDecodeError, LookupError) as exc:
+    except (HttpProcessingError, ValueError, AssertionError, UnicodeDecodeError, LookupError) as exc:
         log.debug("malformed multipart body: %s", exc)
         raise Refused(400, "bad_multipart", "That upload isn't a well-formed multipart form.") from None
     fields: dict[str, str] = {}

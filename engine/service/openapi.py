@@ -120,7 +120,7 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
                 for media in ("image/gif", "video/mp4", "image/webp")
             }
         else:
-            answer["content"] = {body: {"schema": {"type": "string"}}}
+            answer["content"] = {body: {"schema": {"type": "object" if body == "application/json" else "string"}}}
         if status == 429:
             answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
         operation["responses"][str(status)] = answer
