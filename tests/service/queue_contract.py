@@ -117,6 +117,12 @@ async def wait_for_status(queue: JobQueue, job_id: str, *statuses: str, timeout:
         await asyncio.sleep(0.02)
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for an in-process condition; callers bound it with wait_for."""
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
 @functools.cache
 def shared_pipeline() -> Pipeline:
     """The real pipeline, built once for the whole run: the worker reuses one pipeline for every job too."""
@@ -294,7 +300,7 @@ class QueueContract:
                         seen.append(record)
 
                 following = asyncio.create_task(follow())
-                await asyncio.sleep(0.05)
+                await asyncio.wait_for(until(lambda: bool(seen)), WAIT_S)  # the held stage is seen first
                 held.release.set()
                 await asyncio.wait_for(following, WAIT_S)  # it ends by itself
                 assert seen[0].status == "running" and seen[0].stage == "ocr" and seen[-1].status == "done"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,12 +12,13 @@ import pytest
 
 from engine.config import Settings
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
+from engine.service import local_queue as local_queue_module
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.local_queue import OUT_OF_MEMORY, LocalJobQueue
 from engine.service.queue import JobQueue
 from engine.types import AnimationOptions
 from storage.repository import Repository
-from tests.service.queue_contract import PausingPipeline, QueueContract, new_job, run, wait_for_status
+from tests.service.queue_contract import WAIT_S, PausingPipeline, QueueContract, new_job, run, wait_for_status
 
 
 def local_queue(repository: Repository, pipeline_factory: Callable[[], Any], settings: Settings) -> JobQueue:
@@ -99,6 +101,34 @@ class TestLocalJobQueue(QueueContract):
                 job = await wait_for_status(queue, job_id, "failed", "done")
                 assert job.error_code == "unknown_checkpoint" and "deleted-lora" in (job.error or "")
                 assert job.checkpoint == "deleted-lora"
+
+        run(scenario())
+
+    def test_watchers_are_woken_by_changes_not_by_polling(
+        self, service: Any, pipeline: Pipeline, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(local_queue_module, "WATCH_FALLBACK_S", 600.0)  # the fallback can't be what wakes them
+        held = PausingPipeline(pipeline, pause_at="ocr")
+
+        async def scenario() -> None:
+            async with service(lambda: held, settings) as (queue, _):
+                running = (await queue.submit(new_job("u1"))).job.id
+                await held.wait_until_paused()
+                behind = (await queue.submit(new_job("u2"))).job.id
+                last = (await queue.submit(new_job("u3"))).job.id
+                watchers = [queue.watch(job_id) for job_id in (running, last)]
+                for watcher in watchers:
+                    await asyncio.wait_for(anext(watcher), WAIT_S)
+                pending = [asyncio.ensure_future(anext(watcher)) for watcher in watchers]
+                await asyncio.sleep(0.1)
+                assert not any(task.done() for task in pending)  # nothing changed: nothing yielded
+                await queue.cancel(behind)
+                moved_up = await asyncio.wait_for(pending[1], WAIT_S)
+                assert moved_up.status == "queued" and await queue.position(last) == 1
+                held.release.set()
+                assert (await asyncio.wait_for(pending[0], WAIT_S)).stage != "ocr"
+                for watcher in watchers:
+                    assert [r async for r in watcher][-1].status == "done"
 
         run(scenario())
 
