@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import tomllib
 
@@ -90,10 +90,25 @@ class EncodeSettings:
 class EngineSettings:
     """The HTTP service."""
 
+    url: str
     host: str
     port: int
     max_body_bytes: int
     sse_keepalive_s: float
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    """The Telegram bot (`makeitmove bot telegram`); its token comes from TELEGRAM_TOKEN."""
+
+    admins: tuple[int, ...]
+    api_base_url: str
+    file_base_url: str
+    webhook_url: str
+    webhook_listen: str
+    webhook_port: int
+    edits_per_minute: int
+    state_file: str
 
 
 @dataclass(frozen=True)
@@ -162,6 +177,7 @@ class Settings:
     queue: QueueSettings
     limits: LimitsSettings
     checkpoints: CheckpointSettings
+    telegram: TelegramSettings
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -179,7 +195,7 @@ POSITIVE = (
     "intake.working_side", "generate.frames", "generate.fps", "encode.size", "encode.max_bytes",
     "detext.inpaint_radius", "encode.colors", "engine.port", "engine.max_body_bytes", "engine.sse_keepalive_s",
     "storage.retention_days", "storage.sweep_interval_s", "queue.max_attempts", "limits.queue_max",
-    "limits.user.jobs", "limits.user.window_s", "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s",
+    "telegram.webhook_port", "telegram.edits_per_minute", "limits.user.jobs", "limits.user.window_s", "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s",
 )  # fmt: skip
 
 
@@ -250,8 +266,9 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)
-    else:  # tuple[str, ...]
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    else:  # tuple[str, ...] or tuple[int, ...]
+        item = get_args(hint)[0]
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
     if not ok:
         raise ConfigError(f"config key '{name}' has the wrong type: {value!r}")
