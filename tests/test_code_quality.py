@@ -1,4 +1,4 @@
-"""House style that a machine can check: mypy on engine/ and storage/, ruff lint and format everywhere."""
+"""House style that a machine can check: mypy on engine/, storage/ and bot/, ruff lint and format everywhere."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PYTHON_DIRS = ["engine", "storage", "tests", "bench", "examples"]
+PYTHON_DIRS = ["engine", "storage", "bot", "tests", "bench", "examples"]
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-def test_mypy_is_clean_on_engine_and_storage() -> None:
-    done = run("mypy", "engine", "storage")
+def test_mypy_is_clean_on_engine_storage_and_bot() -> None:
+    done = run("mypy", "engine", "storage", "bot")
     assert done.returncode == 0, done.stdout + done.stderr
 
 

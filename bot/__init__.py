@@ -1,0 +1,1 @@
+"""The chat bots: what both platforms share (bot.core) and one thin adapter per platform."""

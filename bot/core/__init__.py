@@ -1,0 +1,1 @@
+"""What both bots share: the engine client, option parsing, progress text and every user-visible string."""

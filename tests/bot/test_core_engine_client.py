@@ -1,0 +1,232 @@
+"""bot.core.engine_client against the real engine app (real SQLite, real CPU pipeline) on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from PIL import Image, ImageDraw
+
+from bot.core import engine_client, text
+from bot.core.engine_client import EngineClient
+from bot.core.errors import EngineError, EngineUnavailable, OptionError
+from bot.core.models import Job
+from engine.config import load_settings, replace
+from engine.pipeline import Pipeline
+from engine.service.app import create_app
+from engine.service.state import Tokens
+
+TOKEN, ADMIN = "bot-test-token", "admin-test-token"
+SMALL = {"frames": 4, "size": 96, "format": "gif"}
+Scenario = Callable[[EngineClient], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    """The real CPU pipeline, built once for the module."""
+    return Pipeline(load_settings())
+
+
+def meme(seed: int = 0) -> bytes:
+    """A small PNG: a sky, a ground and a round subject."""
+    im = Image.new("RGB", (160, 120), (90 + seed, 140, 200))
+    draw = ImageDraw.Draw(im)
+    draw.rectangle((0, 80, 160, 120), fill=(70, 120, 60))
+    draw.ellipse((53, 30, 107, 90), fill=(230, 180, 40))
+    out = io.BytesIO()
+    im.save(out, "PNG")
+    return out.getvalue()
+
+
+@asynccontextmanager
+async def engine(tmp_path: Path, pipeline: Pipeline, **sections: dict[str, Any]) -> AsyncIterator[str]:
+    """The real engine app served on a loopback port; yields its base URL."""
+    base = {"storage": {"url": f"sqlite:///{tmp_path / 'engine.db'}"}, "checkpoints": {"dir": str(tmp_path / "ckpt")}}
+    settings = replace(load_settings(), **{**base, **sections})
+    app = create_app(settings, tokens=Tokens(TOKEN, ADMIN), pipeline_factory=lambda _: pipeline)
+    async with TestServer(app) as server:
+        yield str(server.make_url("")).rstrip("/")
+
+
+def run(tmp_path: Path, pipeline: Pipeline, scenario: Scenario, **sections: dict[str, Any]) -> None:
+    """Serve a fresh engine and run one scenario with a client that has both tokens."""
+
+    async def main() -> None:
+        async with engine(tmp_path, pipeline, **sections) as url, EngineClient(url, TOKEN, admin_token=ADMIN) as client:
+            await scenario(client)
+
+    asyncio.run(main())
+
+
+async def submit(client: EngineClient, user: str = "u1", **kwargs: Any) -> Job:
+    fields: dict[str, Any] = {"options": SMALL, "platform": "test", "user_id": user, "chat_id": "c1"}
+    return await client.submit(meme(), filename="meme.png", **{**fields, **kwargs})
+
+
+def test_submit_follow_and_fetch_the_gif(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(client: EngineClient) -> None:
+        first = await submit(client, options=SMALL | {"prompt": "the sun bounces"}, idempotency_key="k1")
+        second = await submit(client)  # queued behind the first, so its stream starts before it runs
+        assert first.status == "queued" and first.id != second.id
+        seen = [job async for job in client.events(second.id)]
+        assert seen[-1].status == "done" and seen[-1].fraction == 1.0 and seen[-1].finished_at is not None
+        assert all(not job.final for job in seen[:-1]) and len(seen) == len(set(map(repr, seen)))
+        stages = [job.stage for job in seen if job.status == "running"]
+        assert stages and "generate" in stages and text.status_text(seen[0]) in ("Queued", "Queued — #1")
+        assert [j.fraction for j in seen] == sorted(j.fraction for j in seen)
+
+        data, content_type = await client.result(second.id)
+        gif = Image.open(io.BytesIO(data))
+        assert content_type == "image/gif" and gif.format == "GIF" and gif.n_frames == 4
+
+        again = await submit(client, options=SMALL | {"prompt": "the sun bounces"}, idempotency_key="k1")
+        assert again.id == first.id  # the same key finds the same job
+        done = [job async for job in client.events(first.id)][-1]
+        assert done == await client.get(first.id) and done.script and done.seed is not None
+        assert done.script["motion_prompt"] and done.created_at and done.created_at.tzinfo is not None
+
+        assert [job.id for job in await client.history("test", "u1")] == [second.id, first.id]
+        quota = await client.quota("test", "u1")
+        assert quota.jobs_left == quota.jobs_limit - 2 and quota.refills_at is not None
+        assert (await client.cancel(first.id, platform="test", user_id="u1")).status == "done"
+        with pytest.raises(EngineError) as caught:
+            await client.cancel(first.id, platform="test", user_id="someone-else")
+        assert caught.value.status == 403 and caught.value.code == "not_your_job"
+        with pytest.raises(EngineError) as caught:
+            await client.get("0" * 32)
+        assert caught.value.code == "job_not_found" and text.error_text(caught.value) == text.UNKNOWN_JOB
+        with pytest.raises(EngineError) as caught:
+            await client.result("0" * 32)
+        assert caught.value.status == 404
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_refusals_are_engine_errors(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(client: EngineClient) -> None:
+        async with EngineClient(client.base_url, "wrong-token", admin_token="wrong") as stranger:
+            for call in (stranger.quota("test", "u1"), stranger.stats(), submit(stranger)):
+                with pytest.raises(EngineError) as caught:
+                    await call
+                assert caught.value.status == 401 and caught.value.code == "unauthorized"
+        async with EngineClient(client.base_url, TOKEN) as bot_only:
+            with pytest.raises(EngineError) as caught:
+                await bot_only.stats()  # admin calls need the admin token
+            assert caught.value.status == 401
+
+        assert (await submit(client)).status == "queued"
+        with pytest.raises(EngineError) as caught:
+            await submit(client)
+        error = caught.value
+        assert error.status == 429 and error.code == "rate_limited" and error.retry_after is not None
+        assert 0 < error.retry_after <= 600 and "try again in" in text.error_text(error)
+        assert (await submit(client, is_admin=True)).status == "queued"  # admins are exempt
+
+        with pytest.raises(EngineError) as caught:
+            await client.submit(b"%PDF-1.4 nope", filename="x.pdf", options={}, platform="test", user_id="u2",
+                                chat_id="c1")  # fmt: skip
+        assert caught.value.code == "not_an_image" and text.error_text(caught.value) == caught.value.message
+        with pytest.raises(EngineError) as caught:
+            await submit(client, user="u3", options={"fps": 500})
+        assert caught.value.status == 400 and "fps" in caught.value.message
+
+    run(tmp_path, pipeline, scenario, limits={"user": {"jobs": 1}})
+
+
+def test_admin_calls(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(client: EngineClient) -> None:
+        listing = await client.checkpoints()
+        assert listing.checkpoints == () and listing.active is None
+        assert (await client.activate_checkpoint(None)).active is None
+        with pytest.raises(EngineError) as caught:
+            await client.activate_checkpoint("missing")
+        assert caught.value.status == 400
+
+        ban = await client.ban("test", "u9", "spam")
+        assert (ban.platform, ban.user_id, ban.reason) == ("test", "u9", "spam")
+        with pytest.raises(EngineError) as caught:
+            await submit(client, user="u9")
+        assert caught.value.code == "banned" and text.error_text(caught.value) == text.BANNED
+        assert await client.unban("test", "u9") is True and await client.unban("test", "u9") is False
+        assert (await submit(client, user="u9")).status == "queued"
+
+        stats = await client.stats()
+        assert stats.bans == 0 and sum(stats.jobs_by_status.values()) == 1
+        before = await client.limits()
+        after = await client.set_limits(user_jobs=9, queue_max=50)
+        assert (after.user_jobs, after.queue_max, after.chat_jobs) == (9, 50, before.chat_jobs)
+        assert await client.limits() == after
+        with pytest.raises(OptionError, match="speed"):
+            await client.set_limits(speed=3)
+
+    run(tmp_path, pipeline, scenario)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_engine_that_is_down_is_unavailable_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> None:
+        async with EngineClient(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=2) as client:
+            started = time.monotonic()
+            for call in (client.get("0" * 32), client.quota("test", "u1"), submit(client)):
+                with pytest.raises(EngineUnavailable) as caught:
+                    await call
+                assert str(caught.value) == text.ENGINE_OFFLINE
+            assert time.monotonic() - started < 10
+            monkeypatch.setattr(engine_client, "STREAM_BACKOFF_S", (0.01,))
+            with pytest.raises(EngineUnavailable):  # reconnects, then polls, then gives up
+                [job async for job in client.events("0" * 32)]
+
+    asyncio.run(main())
+
+
+def test_events_reconnect_then_fall_back_to_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loopback fake: the stream drops after one event, then fails; the job is finished by polling."""
+    monkeypatch.setattr(engine_client, "STREAM_BACKOFF_S", (0.01,))
+    monkeypatch.setattr(engine_client, "POLL_INTERVAL_S", 0.01)
+    job_id = "a" * 32
+    calls = {"events": 0, "get": 0}
+
+    def view(status: str, stage: str | None, fraction: float) -> dict[str, Any]:
+        return {"id": job_id, "status": status, "position": None, "progress": {"stage": stage, "fraction": fraction},
+                "error": None, "script": None, "checkpoint": None, "seed": 1, "timings": None,
+                "created_at": "2025-05-01T12:00:00Z", "finished_at": None}  # fmt: skip
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        calls["events"] += 1
+        if calls["events"] > 1:
+            return web.json_response({"code": "internal", "message": "Boom."}, status=500)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b": keep-alive\n\n")
+        await response.write(f"data: {__import__('json').dumps(view('running', 'ocr', 0.25))}\n\n".encode())
+        return response  # closed before the job is final
+
+    async def get(request: web.Request) -> web.Response:
+        calls["get"] += 1
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        return web.json_response(view("running", "generate", 0.6) if calls["get"] == 1 else view("done", "done", 1))
+
+    async def main() -> list[Job]:
+        app = web.Application()
+        app.router.add_get("/v1/jobs/{id}/events", events)
+        app.router.add_get("/v1/jobs/{id}", get)
+        async with TestServer(app) as server, EngineClient(str(server.make_url("")), TOKEN) as client:
+            return [job async for job in client.events(job_id)]
+
+    seen = asyncio.run(main())
+    assert [(j.status, j.stage) for j in seen] == [("running", "ocr"), ("running", "generate"), ("done", "done")]
+    assert calls == {"events": 2, "get": 2}
