@@ -24,8 +24,7 @@ COMMANDS: tuple[tuple[str, str, bool], ...] = (
     ("history", "your last animations", False),
     ("quota", "how many animations you have left", False),
     ("help", "commands, options and examples", False),
-    ("checkpoints", "list the LoRA checkpoints", True),
-    ("checkpoint", "use a checkpoint from the next job on: /checkpoint NAME, or /checkpoint none", True),
+    ("lora", "list the LoRA checkpoints; /lora use NAME switches, /lora off goes back to the base model", True),
     ("stats", "queue and usage numbers", True),
     ("ban", "ban a user: /ban USER_ID [reason]", True),
     ("unban", "lift a ban: /unban USER_ID", True),
@@ -59,6 +58,19 @@ QUEUE_FULL = "Too many animations are waiting right now; please try again in a m
 RESULT_EXPIRED = "That animation is no longer kept; please make it again."
 NO_HISTORY = "You haven't animated anything yet."
 NO_PROMPT = "I don't have the prompt for that animation any more."
+NOTHING_TO_CANCEL = "You have no animation in progress to cancel."
+LORA_USAGE = "Use /lora to list the checkpoints, /lora use NAME to switch, or /lora off for the base model."
+BAN_USAGE = "Use /ban USER_ID followed by a reason if you like, e.g. /ban 12345 spam."
+UNBAN_USAGE = "Use /unban USER_ID, e.g. /unban 12345."
+ANIMATE_BUTTON = "✨ Animate"
+OFFER_TEXT = "Want me to make this move? Tap the button."
+# (action, label) of the buttons under a result; adapters put the action in the button's id.
+RESULT_BUTTONS: tuple[tuple[str, str], ...] = (
+    ("again", "🔁 Again"),
+    ("more", "⚡ More motion"),
+    ("prompt", "📝 Prompt"),
+    ("del", "🗑 Delete"),
+)
 
 STAGE_LINES = {
     "intake": "Reading the meme…",

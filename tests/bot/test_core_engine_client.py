@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -111,8 +112,9 @@ def test_submit_follow_and_fetch_the_gif(tmp_path: Path, pipeline: Pipeline) -> 
     run(tmp_path, pipeline, scenario)
 
 
-def test_refusals_are_engine_errors(tmp_path: Path, pipeline: Pipeline) -> None:
+def test_refusals_are_engine_errors(tmp_path: Path, pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(client: EngineClient) -> None:
+        assert TOKEN not in repr(client) and ADMIN not in repr(client)
         async with EngineClient(client.base_url, "wrong-token", admin_token="wrong") as stranger:
             for call in (stranger.quota("test", "u1"), stranger.stats(), submit(stranger)):
                 with pytest.raises(EngineError) as caught:
@@ -139,7 +141,10 @@ def test_refusals_are_engine_errors(tmp_path: Path, pipeline: Pipeline) -> None:
             await submit(client, user="u3", options={"fps": 500})
         assert caught.value.status == 400 and "fps" in caught.value.message
 
-    run(tmp_path, pipeline, scenario, limits={"user": {"jobs": 1}})
+    with caplog.at_level(logging.DEBUG):
+        run(tmp_path, pipeline, scenario, limits={"user": {"jobs": 1}})
+    assert "bot.core.engine_client" in caplog.text and "/v1/jobs" in caplog.text
+    assert TOKEN not in caplog.text and ADMIN not in caplog.text and "wrong-token" not in caplog.text
 
 
 def test_admin_calls(tmp_path: Path, pipeline: Pipeline) -> None:

@@ -144,7 +144,7 @@ def test_admin_texts() -> None:
 def test_help_lists_commands_options_and_examples() -> None:
     public, admin = text.help_text(), text.help_text(is_admin=True)
     assert "/animate" in public and "camera=" in public and "Examples" in public and "/ban" not in public
-    assert "/ban" in admin and "/checkpoint" in admin
+    assert "/ban" in admin and "/lora" in admin and "/lora" not in public
     for example in [line.strip() for line in public.splitlines() if line.strip().startswith("/animate")]:
         parse_animate(example.removeprefix("/animate"))  # every example parses
     assert "/animate" in text.start_text()
@@ -155,3 +155,11 @@ def test_defuse_mentions() -> None:
     assert "@everyone" not in said and "@HERE" not in said and "<@1" not in said and "<@!" not in said
     assert "<@&" not in said and "a@b.c" in said
     assert said.replace(text.ZWSP, "") == "hi @everyone and @HERE, <@123>, <@!456>, <@&789>, mail a@b.c"
+
+
+def test_buttons_and_usage_lines() -> None:
+    assert [action for action, _ in text.RESULT_BUTTONS] == ["again", "more", "prompt", "del"]
+    assert all(len(label) <= 20 for _, label in text.RESULT_BUTTONS) and text.ANIMATE_BUTTON
+    for usage in (text.LORA_USAGE, text.BAN_USAGE, text.UNBAN_USAGE, text.NOTHING_TO_CANCEL, text.OFFER_TEXT):
+        assert usage.endswith((".", "?")) and "\n" not in usage
+    assert all(name.isascii() and name.islower() and len(what) <= 256 for name, what, _ in text.COMMANDS)
