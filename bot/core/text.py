@@ -58,12 +58,12 @@ QUEUE_FULL = "Too many animations are waiting right now; please try again in a m
 RESULT_EXPIRED = "That animation is no longer kept; please make it again."
 NO_HISTORY = "You haven't animated anything yet."
 NO_PROMPT = "I don't have the prompt for that animation any more."
-NOTHING_TO_CANCEL = "You have no animation in progress to cancel."
+NOTHING_TO_CANCEL = "You have no animation queued or running."
 LORA_USAGE = "Use /lora to list the checkpoints, /lora use NAME to switch, or /lora off for the base model."
-BAN_USAGE = "Use /ban USER_ID followed by a reason if you like, e.g. /ban 12345 spam."
-UNBAN_USAGE = "Use /unban USER_ID, e.g. /unban 12345."
+BAN_USAGE = "Use /ban USER_ID [reason], with the user's numeric id."
+UNBAN_USAGE = "Use /unban USER_ID, with the user's numeric id."
 ANIMATE_BUTTON = "✨ Animate"
-OFFER_TEXT = "Want me to make this move? Tap the button."
+OFFER_TEXT = "Want me to animate this meme? Tap the button (or send it with /animate and a prompt)."
 # (action, label) of the buttons under a result; adapters put the action in the button's id.
 RESULT_BUTTONS: tuple[tuple[str, str], ...] = (
     ("again", "🔁 Again"),
@@ -339,19 +339,3 @@ def _internal(job_id: str | None) -> str:
 def defuse_mentions(text: str) -> str:
     """Neutralise @everyone, @here and <@…> mentions with a zero-width space, so echoed text pings no one."""
     return MENTION.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)
-
-
-# --- added for the Telegram adapter (buttons and a few command answers) ---
-# (callback action, label) of the buttons under a result, in order
-RESULT_BUTTONS: tuple[tuple[str, str], ...] = (
-    ("again", "🔁 Again"),
-    ("more", "⚡ More motion"),
-    ("prompt", "📝 Prompt"),
-    ("del", "🗑 Delete"),
-)
-ANIMATE_BUTTON = "Animate"
-OFFER_TEXT = "Want me to animate this meme? Tap the button (or send it with /animate and a prompt)."
-NOTHING_TO_CANCEL = "You have no animation queued or running."
-LORA_USAGE = "Use /lora to list the checkpoints, /lora use NAME to switch, or /lora off for the base model."
-BAN_USAGE = "Use /ban USER_ID [reason], with the user's numeric id."
-UNBAN_USAGE = "Use /unban USER_ID, with the user's numeric id."
