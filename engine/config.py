@@ -195,7 +195,8 @@ POSITIVE = (
     "intake.working_side", "generate.frames", "generate.fps", "encode.size", "encode.max_bytes",
     "detext.inpaint_radius", "encode.colors", "engine.port", "engine.max_body_bytes", "engine.sse_keepalive_s",
     "storage.retention_days", "storage.sweep_interval_s", "queue.max_attempts", "limits.queue_max",
-    "telegram.webhook_port", "telegram.edits_per_minute", "limits.user.jobs", "limits.user.window_s", "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s",
+    "telegram.webhook_port", "telegram.edits_per_minute", "limits.user.jobs", "limits.user.window_s",
+    "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s",
 )  # fmt: skip
 
 
