@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
     upgrade.set_defaults(handler=db_upgrade_command)
+
+    bot = commands.add_parser("bot", help="run a chat bot", description="Run a chat bot against the engine service.")
+    bots = bot.add_subparsers(dest="bot_command", required=True, metavar="PLATFORM", parser_class=ArgumentParser)
+    telegram = bots.add_parser(
+        "telegram", help="the Telegram bot",
+        description="Run the Telegram bot. Tokens come from TELEGRAM_TOKEN, ENGINE_TOKEN and ENGINE_ADMIN_TOKEN.",
+    )  # fmt: skip
+    telegram.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
+    telegram.set_defaults(handler=bot_telegram_command)
     return parser
 
 
@@ -171,6 +180,25 @@ def db_upgrade_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"config key 'storage.url' is not usable: {exc}") from None
     shown = make_url(settings.storage.url).render_as_string(hide_password=True)
     print(f"database {shown} is up to date", file=sys.stderr)
+    return 0
+
+
+def bot_telegram_command(args: argparse.Namespace) -> int:
+    """`makeitmove bot telegram`: long polling, or a webhook when [telegram] webhook_url is set."""
+    from engine.config import load_settings
+
+    try:
+        from bot.telegram.app import run
+    except ImportError as exc:  # python-telegram-bot is an extra
+        from engine.errors import ConfigError
+
+        missing = exc.name
+        raise ConfigError(f"the Telegram bot needs pip install 'makeitmove[telegram]' ({missing} is missing)") from None
+
+    settings = load_settings(args.config)
+    if not args.verbose:  # a service logs its job transitions; the CLI's default is quiet
+        logging.getLogger().setLevel(logging.INFO)
+    run(settings, os.environ)
     return 0
 
 

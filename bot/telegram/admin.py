@@ -1,0 +1,107 @@
+"""Admin commands, for [telegram] admins only: /lora, /stats, /ban, /unban, /limits."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.core import text
+from bot.core.errors import BotError
+from bot.core.options import parse_limits
+from bot.telegram.handlers import reply
+from bot.telegram.runtime import PLATFORM, runtime
+
+log = logging.getLogger(__name__)
+
+
+async def _admin_args(update: Update, context: ContextTypes.DEFAULT_TYPE) -> list[str] | None:
+    """The command's arguments when an admin sent it; otherwise a polite refusal and None."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return None
+    if not runtime(context).is_admin(user.id):
+        await reply(message, text.ONLY_ADMINS)
+        return None
+    return list(context.args or [])
+
+
+async def lora(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/lora lists the checkpoints; /lora use NAME switches; /lora off goes back to the base model."""
+    args = await _admin_args(update, context)
+    if args is None or update.effective_message is None:
+        return
+    engine = runtime(context).engine
+    try:
+        if args[:1] == ["use"] and len(args) == 2:
+            listing = await engine.activate_checkpoint(args[1])
+            answer = text.checkpoint_activated_text(listing.active)
+        elif args == ["off"]:
+            await engine.activate_checkpoint(None)
+            answer = text.checkpoint_activated_text(None)
+        elif not args:
+            answer = text.checkpoints_text(await engine.checkpoints())
+        else:
+            answer = text.LORA_USAGE
+    except BotError as exc:
+        answer = text.error_text(exc)
+    await reply(update.effective_message, answer)
+
+
+async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/stats: queue and usage numbers."""
+    if await _admin_args(update, context) is None or update.effective_message is None:
+        return
+    try:
+        answer = text.stats_text(await runtime(context).engine.stats())
+    except BotError as exc:
+        answer = text.error_text(exc)
+    await reply(update.effective_message, answer)
+
+
+async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/ban USER_ID [reason]."""
+    args = await _admin_args(update, context)
+    if args is None or update.effective_message is None:
+        return
+    if not args or not args[0].isdigit():
+        await reply(update.effective_message, text.BAN_USAGE)
+        return
+    try:
+        answer = text.ban_text(await runtime(context).engine.ban(PLATFORM, args[0], " ".join(args[1:])))
+    except BotError as exc:
+        answer = text.error_text(exc)
+    await reply(update.effective_message, answer)
+
+
+async def unban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/unban USER_ID."""
+    args = await _admin_args(update, context)
+    if args is None or update.effective_message is None:
+        return
+    if len(args) != 1 or not args[0].isdigit():
+        await reply(update.effective_message, text.UNBAN_USAGE)
+        return
+    try:
+        lifted = await runtime(context).engine.unban(PLATFORM, args[0])
+        answer = text.unban_text(PLATFORM, args[0], lifted)
+    except BotError as exc:
+        answer = text.error_text(exc)
+    await reply(update.effective_message, answer)
+
+
+async def limits(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/limits shows the rate limits; /limits key=value … changes them."""
+    args = await _admin_args(update, context)
+    if args is None or update.effective_message is None:
+        return
+    engine = runtime(context).engine
+    try:
+        if args:
+            answer = text.limits_text(await engine.set_limits(**parse_limits(" ".join(args))), changed=True)
+        else:
+            answer = text.limits_text(await engine.limits())
+    except BotError as exc:
+        answer = text.error_text(exc)
+    await reply(update.effective_message, answer)

@@ -1,0 +1,149 @@
+"""The wiring, in one place: the Application, its handlers, start-up, shutdown and the error handler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+from telegram import BotCommand, Message, Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.core import text
+from bot.core.engine_client import EngineClient
+from bot.core.errors import BotError
+from bot.core.pending import PendingJobs
+from bot.core.throttle import EditThrottle
+from bot.telegram import admin, handlers
+from bot.telegram.delivery import resume, stop_watching
+from bot.telegram.runtime import RUNTIME, Runtime, runtime_of
+from engine.config import Settings
+from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MIN_EDIT_INTERVAL_S = 1.0  # Telegram's per-chat pace: about one message or edit a second
+# A caption that starts with /animate on a photo, image document, sticker or animation.
+ANIMATE_CAPTION = filters.CaptionRegex(r"(?i)^/animate(@\w+)?(\s|$)")
+MEDIA = filters.PHOTO | filters.Document.ALL | filters.Sticker.ALL | filters.ANIMATION
+
+
+def build_application(settings: Settings, environ: Mapping[str, str]) -> Application:
+    """The bot: TELEGRAM_TOKEN, ENGINE_TOKEN and ENGINE_ADMIN_TOKEN from `environ`, the rest from settings."""
+    token = environ.get("TELEGRAM_TOKEN")
+    if not token:
+        raise ConfigError("set TELEGRAM_TOKEN to the bot's token from @BotFather")
+    tg = settings.telegram
+    application = (
+        Application.builder()
+        .token(token)
+        .base_url(tg.api_base_url)
+        .base_file_url(tg.file_base_url)
+        .concurrent_updates(True)  # a slow download must not hold up everyone else's "Queued"
+        .post_init(startup)
+        .post_shutdown(shutdown)
+        .build()
+    )
+    engine = EngineClient(
+        settings.engine.url, environ.get("ENGINE_TOKEN") or None, admin_token=environ.get("ENGINE_ADMIN_TOKEN") or None
+    )
+    throttle = EditThrottle(tg.edits_per_minute, min_interval=MIN_EDIT_INTERVAL_S)
+    application.bot_data[RUNTIME] = Runtime(tg, engine, PendingJobs(tg.state_file), throttle)
+    add_handlers(application)
+    return application
+
+
+def add_handlers(application: Application) -> None:
+    """Every command, message and button handler, and the error handler."""
+    application.add_handlers(
+        [
+            CommandHandler("start", handlers.start),
+            CommandHandler("help", handlers.help_command),
+            CommandHandler("animate", handlers.animate),
+            MessageHandler(ANIMATE_CAPTION & MEDIA, handlers.animate),
+            MessageHandler(filters.PHOTO & filters.ChatType.PRIVATE & ~ANIMATE_CAPTION, handlers.offer),
+            CallbackQueryHandler(handlers.button, pattern=r"^mim:"),
+            CommandHandler("history", handlers.history),
+            CommandHandler("quota", handlers.quota),
+            CommandHandler("cancel", handlers.cancel),
+            CommandHandler("lora", admin.lora),
+            CommandHandler("stats", admin.stats),
+            CommandHandler("ban", admin.ban),
+            CommandHandler("unban", admin.unban),
+            CommandHandler("limits", admin.limits),
+        ]
+    )
+    application.add_error_handler(on_error)
+
+
+async def startup(application: Application) -> None:
+    """Advertise the commands, then resume watching the jobs the state file says are in flight."""
+    commands = [BotCommand(name, what) for name, what, admin_only in text.COMMANDS if not admin_only]
+    try:
+        await application.bot.set_my_commands(commands)
+    except Exception:  # a cosmetic call; the bot works without it
+        log.warning("setMyCommands failed", exc_info=True)
+    resumed = resume(runtime_of(application.bot_data), application.bot)
+    log.info("bot @%s started; resumed %d jobs in flight", application.bot.username, resumed)
+
+
+async def shutdown(application: Application) -> None:
+    """Stop the watchers (their jobs stay in the state file) and close the engine session."""
+    rt = runtime_of(application.bot_data)
+    await stop_watching(rt)
+    await rt.engine.close()
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the traceback; tell the user one calm sentence."""
+    log.error("update failed", exc_info=context.error)
+    if not isinstance(update, Update):
+        return
+    message = update.effective_message
+    if isinstance(message, Message):
+        error = context.error if isinstance(context.error, BotError) else None
+        with contextlib.suppress(Exception):  # the error may be Telegram itself being unreachable
+            await message.reply_text(text.error_text(error) if error else text.error_text(RuntimeError()))
+
+
+@contextlib.asynccontextmanager
+async def polling(application: Application, *, poll_timeout: float = 10.0) -> AsyncIterator[Application]:
+    """Run the bot with long polling inside the running event loop (what run_polling does, without owning it)."""
+    await application.initialize()
+    if application.post_init is not None:
+        await application.post_init(application)
+    updater = application.updater
+    assert updater is not None
+    await updater.start_polling(poll_interval=0.0, timeout=int(poll_timeout), allowed_updates=Update.ALL_TYPES)
+    await application.start()
+    try:
+        yield application
+    finally:
+        await updater.stop()
+        await application.stop()
+        await application.shutdown()
+        if application.post_shutdown is not None:
+            await application.post_shutdown(application)
+
+
+def run(settings: Settings, environ: Mapping[str, str]) -> None:
+    """`makeitmove bot telegram`: long polling, or a webhook when [telegram] webhook_url is set."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token
+    application = build_application(settings, environ)
+    tg = settings.telegram
+    if tg.webhook_url:
+        path = urlsplit(tg.webhook_url).path.strip("/")  # the proxy in front forwards this path unchanged
+        application.run_webhook(
+            listen=tg.webhook_listen, port=tg.webhook_port, url_path=path, webhook_url=tg.webhook_url,
+            allowed_updates=Update.ALL_TYPES, secret_token=environ.get("TELEGRAM_WEBHOOK_SECRET") or None,
+        )  # fmt: skip
+    else:
+        application.run_polling(allowed_updates=Update.ALL_TYPES)

@@ -1,0 +1,196 @@
+"""A job's life in a chat: submit, "Queued — #3", throttled stage edits, the result with its buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram.error import BadRequest, TelegramError
+
+from bot.core import text
+from bot.core.errors import EngineError, EngineUnavailable
+from bot.core.models import Job
+from bot.core.options import AnimateRequest
+from bot.telegram import sending
+from bot.telegram.media import Source, download
+from bot.telegram.runtime import PLATFORM, RESULT_FORMAT, Runtime
+
+log = logging.getLogger(__name__)
+
+RECONNECT_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between event-stream reconnects while the engine is away
+
+
+async def start_job(
+    rt: Runtime, bot: Bot, *, chat_id: int, user_id: int, source: Source, request: AnimateRequest, key: str,
+    poster: str | None,
+) -> None:  # fmt: skip
+    """Submit once per idempotency key and answer "Queued"; duplicates of a known key are ignored."""
+    if key in rt.claims or rt.job_for_key(key) is not None:
+        log.info("duplicate request %s ignored", key)
+        return
+    rt.claims.add(key)
+    try:
+        await _submit(rt, bot, chat_id=chat_id, user_id=user_id, source=source, request=request, key=key, poster=poster)
+    finally:
+        rt.claims.discard(key)
+
+
+async def _submit(
+    rt: Runtime, bot: Bot, *, chat_id: int, user_id: int, source: Source, request: AnimateRequest, key: str,
+    poster: str | None,
+) -> None:  # fmt: skip
+    reply = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)
+    try:
+        image = await download(bot, source)
+        job = await rt.engine.submit(
+            image, filename=source.filename, options={**request.options, "format": RESULT_FORMAT},
+            platform=PLATFORM, user_id=str(user_id), chat_id=str(chat_id), is_admin=rt.is_admin(user_id),
+            idempotency_key=key,
+        )  # fmt: skip
+    except (EngineError, EngineUnavailable) as exc:
+        line = text.error_text(exc)
+        rt.throttle.reserve(chat_id)
+        await sending.call(lambda: bot.send_message(chat_id, line, reply_parameters=reply), what="send")
+        return
+    if job.id in rt.pending:  # the engine knew the key: a re-fetched update after a restart
+        log.info("job %s already known for %s; not answering twice", job.id, key)
+        return
+    rt.throttle.reserve(chat_id)
+    status = await sending.call(
+        lambda: bot.send_message(chat_id, text.queued_text(job.position), reply_parameters=reply), what="send"
+    )
+    rt.pending.add(
+        job.id,
+        {
+            "key": key, "chat_id": chat_id, "user_id": user_id, "poster": poster, "reply_to": source.message_id,
+            "file_id": source.file_id, "filename": source.filename, "options": request.options,
+            "status_message_id": status.message_id, "status_text": status.text, "at": time.time(),
+        },
+    )  # fmt: skip
+    log.info("job %s queued for chat %s (position %s)", job.id, chat_id, job.position)
+    watch(rt, bot, job.id)
+
+
+def watch(rt: Runtime, bot: Bot, job_id: str) -> None:
+    """Follow a job in the background until it is delivered; one watcher per job."""
+    if job_id in rt.watchers and not rt.watchers[job_id].done():
+        return
+    task = asyncio.create_task(_follow(rt, bot, job_id), name=f"watch-{job_id[:8]}")
+    rt.watchers[job_id] = task
+    task.add_done_callback(lambda t: rt.watchers.pop(job_id, None) if rt.watchers.get(job_id) is t else None)
+
+
+def resume(rt: Runtime, bot: Bot) -> int:
+    """Watch every job the state file says is still in flight; returns how many."""
+    jobs = [job_id for job_id, info in rt.pending.all().items() if not info.get("delivered")]
+    for job_id in jobs:
+        watch(rt, bot, job_id)
+    return len(jobs)
+
+
+async def stop_watching(rt: Runtime) -> None:
+    """Cancel the watchers; their jobs stay in the state file for the next start."""
+    tasks = list(rt.watchers.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
+    attempt = 0
+    while True:
+        try:
+            async for job in rt.engine.events(job_id):
+                attempt = 0
+                if job.final:
+                    await _finish(rt, bot, job)
+                    return
+                await _show_progress(rt, bot, job)
+        except EngineUnavailable:
+            wait = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
+            attempt += 1
+            log.warning("engine unreachable while watching job %s; retrying in %.0f s", job_id, wait)
+            await asyncio.sleep(wait)
+        except EngineError as exc:
+            if exc.status == 404:  # the engine lost the job (a new database): tell the user once, forget it
+                await _fail(rt, bot, job_id, text.error_text(exc, job_id=job_id))
+                return
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("watching job %s failed; retrying", job_id)
+            await asyncio.sleep(RECONNECT_S[-1])
+
+
+async def _show_progress(rt: Runtime, bot: Bot, job: Job) -> None:
+    info = rt.pending.get(job.id)
+    if info is None:
+        return
+    line = text.status_text(job)
+    if line == info.get("status_text") or not rt.throttle.allow(info["chat_id"]):
+        return  # unchanged, or this chat has had its edits for now: the next event brings a fresher line
+    with contextlib.suppress(BadRequest):  # "message is not modified" or the user deleted it
+        await sending.call(
+            lambda: bot.edit_message_text(line, chat_id=info["chat_id"], message_id=info["status_message_id"]),
+            what="edit",
+        )
+    rt.pending.update(job.id, status_text=line)
+
+
+async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
+    info = rt.pending.get(job.id)
+    if info is None or info.get("delivered"):
+        return
+    if job.status != "done":
+        await _fail(rt, bot, job.id, text.error_text(job))
+        return
+    data, _ = await rt.engine.result(job.id)
+    caption = text.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
+    rt.throttle.reserve(info["chat_id"])
+    sent = await send_result(bot, info["chat_id"], data, caption, job.id, reply_to=info["reply_to"])
+    rt.pending.update(job.id, delivered=True, seed=job.seed, result_message_id=sent.message_id, at=time.time())
+    log.info("job %s delivered to chat %s", job.id, info["chat_id"])
+    with contextlib.suppress(TelegramError):  # a status line left behind is untidy, not wrong
+        await sending.call(lambda: bot.delete_message(info["chat_id"], info["status_message_id"]), what="delete")
+    rt.forget_old()
+
+
+async def _fail(rt: Runtime, bot: Bot, job_id: str, line: str) -> None:
+    info = rt.pending.get(job_id)
+    if info is None:
+        return
+    rt.throttle.reserve(info["chat_id"])
+    with contextlib.suppress(BadRequest):
+        await sending.call(
+            lambda: bot.edit_message_text(line, chat_id=info["chat_id"], message_id=info["status_message_id"]),
+            what="edit",
+        )
+    rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
+    log.info("job %s ended without a result: %s", job_id, line)
+
+
+async def send_result(bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int) -> Message:
+    """sendAnimation with the MP4, replying to the meme, with the result buttons; no parse_mode."""
+    return await sending.call(
+        lambda: bot.send_animation(
+            chat_id, data, caption=caption, filename=f"{job_id[:12]}.mp4", reply_markup=result_buttons(job_id),
+            reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True),
+        ),
+        what="sendAnimation",
+    )  # fmt: skip
+
+
+def result_buttons(job_id: str) -> InlineKeyboardMarkup:
+    """🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete; callback data `mim:<action>:<job id>` fits 64 bytes."""
+    row = [InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}") for action, label in text.RESULT_BUTTONS]
+    return InlineKeyboardMarkup([row[:2], row[2:]])
+
+
+def request_of(info: dict[str, Any]) -> AnimateRequest:
+    """The request a kept job was made with."""
+    return AnimateRequest.from_options(dict(info.get("options") or {}))

@@ -1,0 +1,216 @@
+"""The user commands and buttons: /start, /help, /animate (and its caption form), /history, /quota, /cancel."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram.ext import ContextTypes
+
+from bot.core import text
+from bot.core.errors import BotError, OptionError
+from bot.core.options import parse_animate
+from bot.telegram import sending
+from bot.telegram.delivery import request_of, send_result, start_job
+from bot.telegram.media import Source, image_source
+from bot.telegram.runtime import PLATFORM, runtime
+
+log = logging.getLogger(__name__)
+
+COMMAND = re.compile(r"^/animate(?:@(\w+))?(?:\s+(.*))?$", re.DOTALL | re.IGNORECASE)
+ACTIVE = ("queued", "running")
+
+
+async def reply(message: Message, line: str) -> None:
+    """Answer a message with one plain-text line (engine text included: never a parse_mode)."""
+    await sending.call(
+        lambda: message.reply_text(line, reply_parameters=ReplyParameters(message.message_id)), what="send"
+    )
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/start: the greeting."""
+    if update.effective_message:
+        await reply(update.effective_message, text.start_text())
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/help: commands, options and examples."""
+    user = update.effective_user
+    if update.effective_message:
+        is_admin = runtime(context).is_admin(user.id if user else None)
+        await reply(update.effective_message, text.help_text(is_admin=is_admin))
+
+
+async def animate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/animate [prompt] [options]: as a reply to a meme, or as the caption of one."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    match = COMMAND.match(message.text or message.caption or "")
+    if match is None or (match.group(1) and match.group(1).lower() != context.bot.username.lower()):
+        return  # /animate@another_bot
+    source = image_source(message) or image_source(message.reply_to_message)
+    if source is None:
+        await reply(message, text.NEED_IMAGE)
+        return
+    try:
+        request = parse_animate(match.group(2) or "")
+    except OptionError as exc:
+        await reply(message, text.error_text(exc))
+        return
+    holder = message if source.message_id == message.message_id else message.reply_to_message
+    await start_job(
+        runtime(context), context.bot, chat_id=message.chat_id, user_id=user.id, source=source, request=request,
+        key=f"tg:{message.chat_id}:{message.message_id}", poster=_poster(holder),
+    )  # fmt: skip
+
+
+async def offer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo alone in a private chat: offer a one-tap Animate button."""
+    message = update.effective_message
+    if message is None:
+        return
+    button = InlineKeyboardMarkup([[InlineKeyboardButton(text.ANIMATE_BUTTON, callback_data="mim:go")]])
+    await sending.call(
+        lambda: message.reply_text(
+            text.OFFER_TEXT, reply_markup=button, reply_parameters=ReplyParameters(message.message_id)
+        ),
+        what="send",
+    )
+
+
+async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Every inline button: `mim:go`, `mim:again|more|prompt|del|send:<job id>`."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    rt = runtime(context)
+    action, _, job_id = query.data.removeprefix("mim:").partition(":")
+    info = rt.pending.get(job_id) if job_id else None
+    allowed = info is None or query.from_user.id == info["user_id"] or rt.is_admin(query.from_user.id)
+    if action == "del" and not allowed:
+        await query.answer(text.NOT_YOUR_JOB, show_alert=True)  # the refusal is the answer itself
+        return
+    await query.answer()
+    message = query.message if isinstance(query.message, Message) else None
+    if message is None:
+        return
+    chat_id, user_id = message.chat_id, query.from_user.id
+    try:
+        if action == "go":
+            source = image_source(message.reply_to_message)
+            if source is None:
+                await sending.call(lambda: context.bot.send_message(chat_id, text.NEED_IMAGE), what="send")
+                return
+            await start_job(
+                rt, context.bot, chat_id=chat_id, user_id=user_id, source=source, request=parse_animate(""),
+                key=f"tg:{chat_id}:{message.message_id}", poster=_poster(message.reply_to_message),
+            )  # fmt: skip
+        elif action in ("again", "more"):
+            if info is None:
+                await sending.call(lambda: context.bot.send_message(chat_id, text.UNKNOWN_JOB), what="send")
+                return
+            request = request_of(info)
+            if action == "again":
+                request = request.with_seed(None)
+            else:  # the same seed, so only the motion changes
+                request = request.with_seed(info.get("seed")).more_motion()
+            source = Source(info["file_id"], info["filename"], info["reply_to"])
+            await start_job(
+                rt, context.bot, chat_id=chat_id, user_id=user_id, source=source, request=request,
+                key=f"tg:{chat_id}:cb:{query.id}", poster=info.get("poster"),
+            )  # fmt: skip
+        elif action == "prompt":
+            job = await rt.engine.get(job_id)
+            await sending.call(
+                lambda: context.bot.send_message(
+                    chat_id, text.prompt_text(job.script), reply_parameters=ReplyParameters(message.message_id)
+                ),
+                what="send",
+            )
+        elif action == "del":
+            await sending.call(lambda: message.delete(), what="delete")
+        elif action == "send":
+            data, _ = await rt.engine.result(job_id)
+            job = await rt.engine.get(job_id)
+            caption = text.result_caption(None, (job.script or {}).get("motion_prompt"))
+            await send_result(context.bot, chat_id, data, caption, job_id, reply_to=message.message_id)
+    except BotError as exc:
+        line = text.error_text(exc, job_id=job_id)
+        await sending.call(lambda: context.bot.send_message(chat_id, line), what="send")
+
+
+async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/history: your last 10 animations, each finished one re-sendable with a button."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    try:
+        jobs = await runtime(context).engine.history(PLATFORM, str(user.id), limit=10)
+    except BotError as exc:
+        await reply(message, text.error_text(exc))
+        return
+    buttons = [
+        InlineKeyboardButton(str(n), callback_data=f"mim:send:{job.id}")
+        for n, job in enumerate(jobs, start=1)
+        if job.status == "done"
+    ]
+    markup = InlineKeyboardMarkup([buttons[:5], buttons[5:]]) if buttons else None
+    await sending.call(
+        lambda: message.reply_text(
+            _numbered(text.history_text(list(jobs))), reply_markup=markup,
+            reply_parameters=ReplyParameters(message.message_id),
+        ),
+        what="send",
+    )  # fmt: skip
+
+
+async def quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/quota: how many animations you have left."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    try:
+        left = await runtime(context).engine.quota(PLATFORM, str(user.id))
+    except BotError as exc:
+        await reply(message, text.error_text(exc))
+        return
+    await reply(message, text.quota_text(left))
+
+
+async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/cancel: stop your newest queued or running animation."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    rt = runtime(context)
+    try:
+        jobs = await rt.engine.history(PLATFORM, str(user.id), limit=10)
+        active = next((job for job in jobs if job.status in ACTIVE), None)
+        if active is None:
+            await reply(message, text.NOTHING_TO_CANCEL)
+            return
+        job = await rt.engine.cancel(active.id, platform=PLATFORM, user_id=str(user.id))
+    except BotError as exc:
+        await reply(message, text.error_text(exc))
+        return
+    await reply(message, text.CANCELLED if job.status == "cancelled" else text.NOT_CANCELLABLE)
+
+
+def _numbered(history_text: str) -> str:
+    """Number the history's bullet lines so they match the re-send buttons."""
+    lines = history_text.split("\n")
+    count = 0
+    for i, line in enumerate(lines):
+        if line.startswith("• "):
+            count += 1
+            lines[i] = f"{count}. {line[2:]}"
+    return "\n".join(lines)
+
+
+def _poster(message: Message | None) -> str | None:
+    """Who posted the meme, for the caption's credit."""
+    user = message.from_user if message is not None else None
+    return user.full_name if user is not None and not user.is_bot else None

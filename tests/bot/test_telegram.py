@@ -1,0 +1,334 @@
+"""The Telegram bot: the real python-telegram-bot Application against a loopback fake Bot API and the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from aiohttp import web
+from PIL import Image
+
+from bot.core import text
+from bot.core.engine_client import EngineClient
+from bot.telegram.app import build_application, polling
+from engine.config import Settings, load_settings, replace
+from engine.pipeline import Pipeline
+from engine.service.app import create_app
+from engine.service.state import Tokens
+from tests.bot.fake_telegram import BOT_USERNAME, Call, FakeTelegram, Users
+from tests.service.test_api import meme
+
+TG_TOKEN = "4242:fake-telegram-token"
+ENGINE_TOKEN, ADMIN_TOKEN = "engine-bot-token", "engine-admin-token"
+ENV = {"TELEGRAM_TOKEN": TG_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}
+ADMIN, ALICE, BOB = 1, 2, 3
+GROUP = -100
+SMALL = {"ocr": {"backend": "none"}, "generate": {"frames": 2}, "encode": {"size": 64}}
+GENEROUS = {"user": {"jobs": 100, "concurrent": 50}, "chat": {"jobs": 100}}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    """The real CPU pipeline at small options, shared by the engines of this module."""
+    return Pipeline(replace(load_settings(), **SMALL))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (the engine must come back on the same one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class World:
+    """A fake Telegram, the real engine on a fixed loopback port, and bots built from one settings object."""
+
+    def __init__(self, tmp_path: Path, pipeline: Pipeline, fake: FakeTelegram, sections: dict[str, Any]) -> None:
+        self.fake, self.users, self.pipeline = fake, Users(fake), pipeline
+        port = free_port()
+        self.checkpoints = tmp_path / "ckpt"
+        base: dict[str, dict[str, Any]] = {
+            **SMALL,
+            "storage": {"url": f"sqlite:///{tmp_path / 'engine.db'}"},
+            "checkpoints": {"dir": str(self.checkpoints)},
+            "engine": {"url": f"http://127.0.0.1:{port}", "port": port},
+            "limits": GENEROUS,
+            "telegram": {
+                "api_base_url": fake.api_base_url, "file_base_url": fake.file_base_url, "admins": [ADMIN],
+                "state_file": str(tmp_path / "pending.json"),
+            },
+        }  # fmt: skip
+        for name, values in sections.items():
+            base[name] = {**base.get(name, {}), **values}
+        self.settings: Settings = replace(load_settings(), **base)
+        self._runner: web.AppRunner | None = None
+
+    async def start_engine(self) -> None:
+        """Serve the real engine app on its port."""
+        app = create_app(
+            self.settings, tokens=Tokens(ENGINE_TOKEN, ADMIN_TOKEN), pipeline_factory=lambda _: self.pipeline
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.settings.engine.port).start()
+
+    async def stop_engine(self) -> None:
+        """Stop the engine (its database stays)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def bot(self) -> Any:
+        """A running bot: `async with world.bot():`."""
+        return polling(build_application(self.settings, ENV), poll_timeout=1)
+
+
+def run(
+    tmp_path: Path, pipeline: Pipeline, scenario: Callable[[World], Awaitable[None]], *, engine: bool = True,
+    bot: bool = True, **sections: dict[str, Any],
+) -> None:  # fmt: skip
+    """A fresh world; the engine and a bot running around `scenario` (without `bot`, the scenario starts them)."""
+
+    async def main() -> None:
+        fake = FakeTelegram(TG_TOKEN)
+        await fake.start()
+        world = World(tmp_path, pipeline, fake, sections)
+        try:
+            if engine:
+                await world.start_engine()
+            if bot:
+                async with world.bot():
+                    await scenario(world)
+            else:
+                await scenario(world)
+        finally:
+            await world.stop_engine()
+            await fake.stop()
+
+    asyncio.run(main())
+
+
+def replying_to(message: dict[str, Any]) -> Callable[[Call], bool]:
+    """The call replies to this message, in its chat."""
+    return lambda c: (
+        c.chat_id == message["chat"]["id"]
+        and (c.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]
+    )
+
+
+def with_text(line: str) -> Callable[[Call], bool]:
+    """The call sends exactly this text."""
+    return lambda c: c.text == line
+
+
+async def delivered(world: World, meme_message: dict[str, Any], count: int = 1) -> list[Call]:
+    """Wait for `count` results replying to the meme; check what a result must be."""
+    replied = replying_to(meme_message)
+    results = await world.fake.wait_for("sendAnimation", lambda c: replied(c) and c.result != "429", count=count)
+    for call in results:
+        assert call.uploads["animation"][4:8] == b"ftyp", "the result is an MP4"
+        assert "parse_mode" not in call.params
+        assert [b["callback_data"].split(":")[1] for b in call.buttons] == ["again", "more", "prompt", "del"]
+        assert all(len(b["callback_data"].encode()) <= 64 for b in call.buttons)
+    return results
+
+
+def webp(data: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(out, "WEBP")
+    return out.getvalue()
+
+
+def gif(data: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("P").save(out, "GIF")
+    return out.getvalue()
+
+
+def test_caption_trigger_result_buttons_history_and_quota(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake, users = world.fake, world.users
+        await fake.wait_for("setMyCommands")
+        photo = users.message(ALICE, text="/animate the cat waves", **users.photo(meme()))
+        queued = (await fake.wait_for("sendMessage", replying_to(photo)))[0]
+        assert queued.text.startswith("Queued")
+        result = (await delivered(world, photo))[0]
+        assert "the cat waves" in result.text and "user2" in result.text
+        await fake.wait_for("deleteMessage", lambda c: int(c.params["message_id"]) == queued.result["message_id"])
+        job_id = result.buttons[0]["callback_data"].split(":")[2]
+        shown = result.result
+
+        users.tap(ALICE, shown, f"mim:prompt:{job_id}")
+        await fake.wait_for("sendMessage", lambda c: "Motion: the cat waves" in c.text)
+        users.tap(BOB, shown, f"mim:again:{job_id}")
+        users.tap(ALICE, shown, f"mim:more:{job_id}")
+        again, more = (await delivered(world, photo, 3))[1:]
+        assert {again.buttons[0]["callback_data"], more.buttons[0]["callback_data"]} != {f"mim:again:{job_id}"}
+        users.tap(BOB, shown, f"mim:del:{job_id}")
+        refused = await fake.wait_for("answerCallbackQuery", lambda c: c.text == text.NOT_YOUR_JOB)
+        assert refused[0].params.get("show_alert") in ("true", "True", True)
+        users.tap(ALICE, shown, f"mim:del:{job_id}")
+        await fake.wait_for("deleteMessage", lambda c: int(c.params["message_id"]) == shown["message_id"])
+        assert len(fake.of("answerCallbackQuery")) == 5, "every tap is answered exactly once"
+
+        users.message(ALICE, text="/quota")
+        await fake.wait_for("sendMessage", lambda c: " left" in c.text and c.chat_id == ALICE)
+        listing = users.message(ALICE, text="/history")
+        history = (await fake.wait_for("sendMessage", replying_to(listing)))[0]
+        assert history.text.startswith("Your last animations") and len(history.buttons) == 2
+        users.tap(ALICE, history.result, history.buttons[0]["callback_data"])
+        await fake.wait_for("sendAnimation", replying_to(history.result))
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_reply_triggers_photo_document_sticker_animation_and_group_mention(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        users, image = world.users, meme(seed=3)
+        memes = [
+            users.message(ALICE, **users.photo(image)),
+            users.message(ALICE, **users.document(image, "meme.png", "image/png")),
+            users.message(ALICE, **users.sticker(webp(image))),
+            users.message(ALICE, **users.document(gif(image), "meme.gif", "image/gif"),
+                          animation={"file_id": "", "file_unique_id": "a", "width": 160, "height": 120,
+                                     "duration": 1, "mime_type": "image/gif"}),
+        ]  # fmt: skip
+        memes[3]["animation"]["file_id"] = memes[3]["document"]["file_id"]
+        group_meme = users.message(BOB, GROUP, **users.photo(image))
+        for meme_message in memes:
+            users.message(ALICE, text="/animate", reply_to=meme_message)
+        users.message(BOB, GROUP, text="/animate@someone_else_bot", reply_to=group_meme)
+        users.message(BOB, GROUP, text=f"/animate@{BOT_USERNAME} camera=zoom-in", reply_to=group_meme)
+        for meme_message in [*memes, group_meme]:
+            await delivered(world, meme_message)
+        await asyncio.sleep(0.3)
+        assert len(world.fake.of("sendAnimation", GROUP)) == 1, "the command for another bot is not ours"
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_private_photo_gets_an_animate_button(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        photo = world.users.message(ALICE, **world.users.photo(meme()))
+        offer = (await world.fake.wait_for("sendMessage", replying_to(photo)))[0]
+        assert offer.text == text.OFFER_TEXT and offer.buttons[0]["callback_data"] == "mim:go"
+        world.users.tap(ALICE, offer.result, "mim:go")
+        await delivered(world, photo)
+        group_photo = world.users.message(BOB, GROUP, **world.users.photo(meme()))
+        await asyncio.sleep(0.3)
+        assert not world.fake.of("sendMessage", GROUP), f"no button in groups: {group_photo['message_id']}"
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_admin_commands_and_refusals(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake, users = world.fake, world.users
+        world.checkpoints.mkdir(exist_ok=True)
+        lora = {"down.weight": np.zeros((4, 8), np.float32), "up.weight": np.zeros((8, 4), np.float32)}
+        safetensors.numpy.save_file(lora, str(world.checkpoints / "tiny.safetensors"))
+
+        async def ask(user: int, line: str) -> str:
+            message = users.message(user, text=line)
+            return (await fake.wait_for("sendMessage", replying_to(message)))[0].text
+
+        assert await ask(BOB, "/stats") == text.ONLY_ADMINS
+        assert await ask(BOB, "/lora use tiny") == text.ONLY_ADMINS
+        assert await ask(ADMIN, "/lora use tiny") == text.checkpoint_activated_text("tiny")
+        assert "▶ tiny" in await ask(ADMIN, "/lora")
+        assert (await ask(ADMIN, "/stats")).startswith("Queue:")
+        assert await ask(ADMIN, f"/ban {BOB} spam") == f"Banned {BOB} on telegram (spam)."
+        assert await ask(BOB, "/animate") == text.NEED_IMAGE
+        photo = users.message(BOB, text="/animate", **users.photo(meme()))
+        assert (await fake.wait_for("sendMessage", replying_to(photo)))[0].text == text.BANNED
+        assert await ask(ADMIN, f"/unban {BOB}") == f"Lifted the ban on {BOB}."
+        assert "7 jobs per" in await ask(ADMIN, "/limits user_jobs=7")
+        assert "isn't a limit" in await ask(ADMIN, "/limits nonsense=1")
+        assert await ask(ADMIN, "/lora off") == text.checkpoint_activated_text(None)
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_rate_limit_bad_file_and_bad_options_get_one_sentence(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake, users = world.fake, world.users
+        first = users.message(ALICE, text="/animate", **users.photo(meme()))
+        await delivered(world, first)
+        second = users.message(ALICE, text="/animate", **users.photo(meme(seed=1)))
+        limited = (await fake.wait_for("sendMessage", replying_to(second)))[0].text
+        assert limited.startswith("You've made a lot of animations")
+        pdf = users.message(BOB, text="/animate", **users.document(b"%PDF-1.4\n%...", "doc.pdf", "application/pdf"))
+        refusal = (await fake.wait_for("sendMessage", replying_to(pdf)))[0].text
+        assert "PDF" in refusal and "Traceback" not in refusal
+        bad = users.message(BOB, text="/animate motion=wild", **users.photo(meme()))
+        usage = (await fake.wait_for("sendMessage", replying_to(bad)))[0].text
+        assert "motion=wild" in usage and "motion=low or motion=high" in usage
+
+    run(tmp_path, pipeline, scenario, limits={"user": {"jobs": 1}})
+
+
+def test_engine_down_then_back(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        early = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
+        offline = (await world.fake.wait_for("sendMessage", replying_to(early)))[0].text
+        assert offline == text.ENGINE_OFFLINE
+        await world.start_engine()
+        later = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
+        await delivered(world, later)
+
+    run(tmp_path, pipeline, scenario, engine=False)
+
+
+def test_a_duplicate_update_makes_one_job_and_one_reply(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        photo = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
+        update_id = next(u["update_id"] for u in fake._updates if u.get("message") is photo)
+        fake.repush(update_id)
+        await delivered(world, photo)
+        fake.repush(update_id)  # once more after the result went out
+        await asyncio.sleep(0.5)
+        assert len(fake.of("sendMessage", ALICE)) == 1 and len(fake.of("sendAnimation", ALICE)) == 1
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_a_job_queued_before_a_restart_is_delivered_once_after_it(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        async with EngineClient(world.settings.engine.url, ENGINE_TOKEN) as engine:  # keeps the worker busy
+            slow = {"frames": 240, "size": 1024, "format": "gif"}
+            blocker = await engine.submit(
+                meme(640, 480), filename="big.png", options=slow, platform="test", user_id="x", chat_id="x"
+            )
+            photo = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
+            async with world.bot():
+                await fake.wait_for("sendMessage", replying_to(photo))
+            assert (await engine.get(blocker.id)).status == "running", "the blocker must outlast the first bot"
+            assert not fake.of("sendAnimation")
+            async with world.bot():
+                await delivered(world, photo)
+                await asyncio.sleep(0.5)
+        assert len(fake.of("sendMessage", ALICE)) == 1 and len(fake.of("sendAnimation", ALICE)) == 1
+
+    run(tmp_path, pipeline, scenario, bot=False)
+
+
+def test_a_telegram_429_is_waited_out_and_retried_once(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        fake.fail_next("sendAnimation", retry_after=1)
+        photo = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
+        await delivered(world, photo)
+        tries = fake.of("sendAnimation")
+        assert [c.result == "429" for c in tries] == [True, False]
+        assert tries[1].at - tries[0].at >= 0.9
+
+    run(tmp_path, pipeline, scenario)
