@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
@@ -38,6 +40,11 @@ class Repository:
         self._default_limits = rules.validate(default_limits)
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
         self._writer = async_sessionmaker(writer(engine), expire_on_commit=False)
+        # SQLite has one write lock per database. Writers on several pooled connections that race
+        # for it lose to SQLite's busy handler, which sleeps in growing steps (up to 100 ms) before
+        # retrying: 50 concurrent submissions then took seconds. Queueing this process's writers
+        # here hands the lock over at once; busy_timeout still covers other processes.
+        self._write_lock: asyncio.Lock | None = None if self._postgres else asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, default_limits: Limits) -> Repository:
@@ -54,12 +61,18 @@ class Repository:
         """Dispose of the connection pool."""
         await self._engine.dispose()
 
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction (SQLite: one at a time in this process), committed on leaving."""
+        async with self._write_lock or contextlib.nullcontext(), self._writer.begin() as session:
+            yield session
+
     # --- jobs -------------------------------------------------------------------------------
     async def submit(self, new: NewJob, *, now: datetime | None = None) -> Submitted:
         """Atomically: idempotency check, ban check, limits (admins exempt), insert. Raises Rejected."""
         now = _aware(now)
         try:
-            async with self._writer.begin() as session:
+            async with self._write() as session:
                 submitted = await self._submit(session, new, now)
         except IntegrityError:
             # Only a key reused across users gets here: one user's submissions are serialised.
@@ -154,7 +167,7 @@ class Repository:
 
     async def progress(self, job_id: str, stage: str, fraction: float) -> None:
         """Record the running job's stage and fraction."""
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             query = update(Job).where(Job.id == job_id, Job.status == "running")
             await session.execute(query.values(stage=stage, fraction=min(1.0, max(0.0, fraction))))
 
@@ -162,7 +175,7 @@ class Repository:
         self, job_id: str, *, data: bytes, format: str, script: dict, timings: dict[str, float]
     ) -> JobRecord | None:
         """running -> done with its result bytes; None if it was no longer running (e.g. cancelled)."""
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             job = await session.scalar(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "running")
@@ -190,7 +203,7 @@ class Repository:
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """queued/running -> cancelled; returns the job as it is now (unchanged if already final), None if unknown."""
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
             job = await session.scalar(query.values(status="cancelled", finished_at=_aware(None)).returning(Job))
             if job is None:
@@ -198,7 +211,7 @@ class Repository:
             return job.record() if job is not None else None
 
     async def _transition(self, job_id: str, sources: Sequence[str], **values: Any) -> JobRecord | None:
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             query = update(Job).where(Job.id == job_id, Job.status.in_(sources)).values(**values).returning(Job)
             job = await session.scalar(query)
             return job.record() if job is not None else None
@@ -220,7 +233,7 @@ class Repository:
         """After a restart: running jobs go back to queued, or fail once they used max_attempts; (requeued, failed)."""
         requeued: list[str] = []
         failed: list[str] = []
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             running = await session.scalars(select(Job).where(Job.status == "running").order_by(Job.created_at))
             for job in running:
                 if job.attempts >= max_attempts:
@@ -241,7 +254,7 @@ class Repository:
         cutoff = _aware(now) - timedelta(days=retention_days)
         swept = 0
         while True:
-            async with self._writer.begin() as session:
+            async with self._write() as session:
                 ids = list(
                     await session.scalars(
                         select(Job.id)
@@ -318,7 +331,7 @@ class Repository:
         """Ban a user (idempotent)."""
         row = dict(platform=platform, user_id=user_id, reason=reason, created_at=_aware(None))
         insert = postgresql.insert(BanRow) if self._postgres else sqlite.insert(BanRow)
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             await session.execute(insert.values(**row).on_conflict_do_nothing())
             ban = await session.get_one(BanRow, (platform, user_id))
             log.info("banned %s user %s", platform, user_id)
@@ -326,7 +339,7 @@ class Repository:
 
     async def unban(self, platform: str, user_id: str) -> bool:
         """Lift a ban; False if there was none."""
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             query = delete(BanRow).where(BanRow.platform == platform, BanRow.user_id == user_id)
             lifted = await session.scalar(query.returning(BanRow.user_id)) is not None
         if lifted:
@@ -346,7 +359,7 @@ class Repository:
     async def set_active_checkpoint(self, name: str | None) -> None:
         """Choose the checkpoint for jobs that start from now on."""
         if name is None:
-            async with self._writer.begin() as session:
+            async with self._write() as session:
                 await session.execute(delete(Setting).where(Setting.key == "active_checkpoint"))
         else:
             await self._set_setting("active_checkpoint", name)
@@ -355,7 +368,7 @@ class Repository:
     async def _set_setting(self, key: str, value: Any) -> None:
         insert = postgresql.insert(Setting) if self._postgres else sqlite.insert(Setting)
         query = insert.values(key=key, value=value)
-        async with self._writer.begin() as session:
+        async with self._write() as session:
             await session.execute(query.on_conflict_do_update(index_elements=[Setting.key], set_={"value": value}))
 
     async def stats(self) -> Stats:
