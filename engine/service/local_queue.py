@@ -17,6 +17,8 @@ from engine.config import Settings
 from engine.errors import UserError
 from engine.pipeline import PipelineResult, ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
+from engine.service.queue import JobUpdate
+from engine.service.watchers import Notifier, QueueOrder
 from engine.types import AnimationOptions
 from storage.records import JobRecord, NewJob, Submitted
 from storage.repository import Repository
@@ -25,10 +27,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 OUT_OF_MEMORY = "The engine ran out of memory making this animation; try a smaller size or fewer frames."
-# A running job's progress is written when its stage changes, or at most this often within a stage.
+# A running job's stage and fraction reach watchers and get() at once, from memory; the row is only
+# written this often, for readers outside this process (a write per stage cost more than a quick job).
 PROGRESS_INTERVAL_S = 0.5
-# Watchers re-read the job this often even without a notification, in case one was missed.
-WATCH_FALLBACK_S = 1.0
+# Watchers re-read the job this often even without a notification, in case one was missed; every
+# change in this process notifies, so this is a backstop, and with many watchers each re-read costs.
+WATCH_FALLBACK_S = 5.0
 DB_TIMEOUT_S = 60.0
 
 
@@ -71,8 +75,10 @@ class LocalJobQueue:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Set, then replaced, on every change to any job (on the loop's thread): wakes every watcher.
-        self._changed = asyncio.Event()
+        # Both touched on the loop's thread only. The order mirrors the worker's FIFO, so a position
+        # is a dict lookup instead of a count query per watcher per change.
+        self._order = QueueOrder()
+        self._notifier = Notifier()
 
     # --- JobQueue -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -81,7 +87,9 @@ class LocalJobQueue:
             raise RuntimeError("this queue was already started")
         self._loop = asyncio.get_running_loop()
         requeued, failed = await self.repository.recover(max_attempts=self.settings.queue.max_attempts)
-        for job_id in await self.repository.queued_ids():
+        queued = await self.repository.queued_ids()
+        self._order.reset(queued)
+        for job_id in queued:
             self._ids.put(job_id)
         log.info("queue started: %d jobs resumed, %d failed after too many attempts", len(requeued), len(failed))
         self._thread = threading.Thread(target=self._work, name="makeitmove-worker", daemon=True)
@@ -96,25 +104,27 @@ class LocalJobQueue:
             await asyncio.to_thread(thread.join, self.stop_timeout)
             if thread.is_alive():
                 log.warning("the worker did not stop within %.0f s; its job will be resumed", self.stop_timeout)
-        self._bump()
+        self._notifier.wake_all()
         log.info("queue stopped")
 
     async def submit(self, new: NewJob) -> Submitted:
         """Store the job (limits checked atomically by the repository) and queue it; raises Rejected."""
         submitted = await self.repository.submit(new)
         if submitted.created:
+            # Same step as the put, so the order and the worker's FIFO never disagree.
+            self._order.append(submitted.job.id)
             self._ids.put(submitted.job.id)
             log.info("job %s queued", submitted.job.id)
-            self._bump()
         return submitted
 
     async def get(self, job_id: str) -> JobRecord | None:
-        """The job as it is now."""
-        return await self.repository.get(job_id)
+        """The job as it is now (a running job's stage and fraction from memory: the row lags)."""
+        record = await self.repository.get(job_id)
+        return self._live(record) if record is not None else None
 
     async def position(self, job_id: str) -> int | None:
         """1-based queue position of a queued job."""
-        return await self.repository.position(job_id)
+        return self._order.position(job_id)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel: a queued job is skipped; a running one stops at its next stage boundary."""
@@ -122,48 +132,82 @@ class LocalJobQueue:
         if record is not None and record.status == "cancelled":
             with self._lock:
                 self._cancelled.add(job_id)
-            self._bump()
+            self._order.remove(job_id)
+            self._notifier.stored(job_id)
         return record
 
-    async def watch(self, job_id: str) -> AsyncIterator[JobRecord]:
+    async def watch(self, job_id: str) -> AsyncIterator[JobUpdate]:
         """Yield the job now and after every change to it or to its place in the queue; end once it is final."""
-        last: tuple[JobRecord, int | None] | None = None
-        while True:
-            changed = self._changed  # taken before reading, so a change made while reading is not missed
-            record = await self.repository.get(job_id)
-            if record is None:
-                return
-            place = await self.repository.position(job_id) if record.status == "queued" else None
-            if last is None or (record, place) != last:
-                last = (record, place)
-                yield record
-            if record.final:
-                return
-            try:
-                await asyncio.wait_for(changed.wait(), WATCH_FALLBACK_S)
-            except asyncio.TimeoutError:  # not the builtin before 3.11
-                pass  # the fallback: re-read anyway
+        watched = self._notifier.enter(job_id)
+        try:
+            last: JobUpdate | None = None
+            stored: JobRecord | None = None
+            seen = -1  # the stored-change count `stored` was read at
+            while True:
+                # Both taken before reading, so a change made while reading is not missed.
+                changed, order_changed, count = watched.changed, self._order.changed, watched.stored
+                if stored is None or count != seen:
+                    stored, seen = await self.repository.get(job_id), count
+                    if stored is None:
+                        return
+                record = self._live(stored)
+                update = JobUpdate(record, self._order.position(job_id) if record.status == "queued" else None)
+                if update != last:
+                    last = update
+                    yield update
+                if record.final:
+                    return
+                # Only a queued job's watchers care that the queue moved.
+                waits = [changed.wait(), order_changed.wait()] if record.status == "queued" else [changed.wait()]
+                tasks = [asyncio.ensure_future(w) for w in waits]
+                try:
+                    await asyncio.wait(tasks, timeout=WATCH_FALLBACK_S, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                if not changed.is_set() and not order_changed.is_set():
+                    seen = -1  # the fallback: re-read anyway
+        finally:
+            self._notifier.leave(job_id)
 
-    # --- notifications ------------------------------------------------------------------------
-    def _bump(self) -> None:
-        """Wake every watcher; call on the loop's thread."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+    def _live(self, record: JobRecord) -> JobRecord:
+        """The record with its live stage and fraction while running."""
+        live = self._notifier.live.get(record.id) if record.status == "running" else None
+        if live is None:
+            return record
+        return dataclasses.replace(record, stage=live[0], fraction=live[1])
+
+    async def _started(self, job_id: str, checkpoint: str | None) -> JobRecord | None:
+        """queued -> running, and out of the queue order (whether or not it was still queued)."""
+        try:
+            return await self.repository.start(job_id, checkpoint=checkpoint)
+        finally:
+            self._order.remove(job_id)
 
     # --- the worker thread --------------------------------------------------------------------
-    def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run a repository coroutine on the service loop from the worker thread, and wait for it."""
+    def _call(self, make: Callable[[], Coroutine[Any, Any, T]], changes: str | None = None) -> T:
+        """Run a repository coroutine on the service loop from the worker thread, and wait for it.
+
+        `changes` names the job whose row the coroutine changes, so that job's watchers are woken.
+        """
         loop = self._loop
         if loop is None or loop.is_closed():
             raise Abandoned("the service loop is gone")
-        future = asyncio.run_coroutine_threadsafe(self._notifying(make()), loop)
+        future = asyncio.run_coroutine_threadsafe(self._notifying(make(), changes), loop)
         return future.result(timeout=DB_TIMEOUT_S)
 
-    async def _notifying(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    async def _notifying(self, coroutine: Coroutine[Any, Any, T], job_id: str | None) -> T:
         try:
             return await coroutine
         finally:
-            self._bump()
+            if job_id is not None:
+                self._notifier.stored(job_id)
+
+    def _soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run a callback on the loop's thread without waiting for it (FIFO with _call's coroutines)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
 
     def _work(self) -> None:
         """The worker loop: one job at a time until stopped; no exception ends it."""
@@ -182,6 +226,7 @@ class LocalJobQueue:
             finally:
                 with self._lock:
                     self._cancelled.discard(job_id)
+                self._soon(self._notifier.ended, job_id)
 
     def _run_one(self, job_id: str, runner: Runner | None) -> Runner | None:
         """Start, run and finish one job; returns the (lazily built) pipeline for the next one."""
@@ -191,7 +236,7 @@ class LocalJobQueue:
                 return runner
         # Read at job start, so a switch applies between jobs and each job records what it ran with.
         checkpoint = self._call(self.repository.active_checkpoint)
-        record = self._call(lambda: self.repository.start(job_id, checkpoint=checkpoint))
+        record = self._call(lambda: self._started(job_id, checkpoint), changes=job_id)
         if record is None:
             return runner  # cancelled, finished or queued twice: nothing to do
         started = time.perf_counter()
@@ -236,7 +281,8 @@ class LocalJobQueue:
             lambda: self.repository.finish(
                 job_id, data=result.encoded.data, format=result.encoded.format,
                 script=script_of(result), timings=dict(result.timings),
-            )
+            ),
+            changes=job_id,
         )  # fmt: skip
         outcome = "done" if done is not None else "done but no longer running (cancelled)"
         log.info("job %s %s: %d bytes of %s in %.2f s", job_id, outcome, len(result.encoded.data),
@@ -244,30 +290,30 @@ class LocalJobQueue:
         return runner
 
     def _progress_callback(self, job_id: str) -> ProgressCallback:
-        """Record stage and fraction (throttled), and stop the job at a boundary when cancelled or stopping."""
-        last_stage: str | None = None
-        last_write = 0.0
+        """Show stage and fraction (stored throttled), and stop the job at a boundary when cancelled or stopping."""
+        last_write = time.monotonic()
 
         def progress(stage: str, fraction: float) -> None:
-            nonlocal last_stage, last_write
+            nonlocal last_write
             with self._lock:
                 cancelled = job_id in self._cancelled
             if cancelled:
                 raise Cancelled(job_id)
             if self._stopping.is_set():
                 raise Abandoned(job_id)
+            log.debug("job %s: %s (%.0f%%)", job_id, stage, fraction * 100)
+            self._soon(self._notifier.progressed, job_id, stage, fraction)
             now = time.monotonic()
-            if stage != last_stage or now - last_write >= PROGRESS_INTERVAL_S:
-                log.debug("job %s: %s (%.0f%%)", job_id, stage, fraction * 100)
+            if now - last_write >= PROGRESS_INTERVAL_S:
                 self._call(lambda: self.repository.progress(job_id, stage, fraction))
-                last_stage, last_write = stage, now
+                last_write = now
 
         return progress
 
     def _fail(self, job_id: str, code: str, message: str, started: float) -> None:
         if self._stopping.is_set():
             raise Abandoned("the queue stopped as the job failed")
-        self._call(lambda: self.repository.fail(job_id, code=code, message=message))
+        self._call(lambda: self.repository.fail(job_id, code=code, message=message), changes=job_id)
         log.info("job %s failed (%s) in %.2f s: %s", job_id, code, time.perf_counter() - started, message)
 
     def _log_end(self, job_id: str, how: str, started: float) -> None:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from storage.records import JobRecord, NewJob, Submitted
+
+
+class JobUpdate(NamedTuple):
+    """What a watcher is told: the job, and its 1-based queue position while queued."""
+
+    record: JobRecord
+    position: int | None
 
 
 class JobQueue(Protocol):
@@ -29,5 +36,5 @@ class JobQueue(Protocol):
     async def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel: a queued job never runs; a running one stops at the next stage or step boundary."""
 
-    def watch(self, job_id: str) -> AsyncIterator[JobRecord]:
-        """Yield the job now and after every change (status, position, stage, fraction); end when it is final."""
+    def watch(self, job_id: str) -> AsyncIterator[JobUpdate]:
+        """Yield the job and its position now and after every change to either; end when it is final."""

@@ -8,17 +8,18 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from engine.service.handlers_jobs import find_job, view_of
+from engine.service.api_models import JobView
+from engine.service.handlers_jobs import find_job
+from engine.service.queue import JobUpdate
 from engine.service.state import QUEUE, SETTINGS
-from storage.records import JobRecord
 
 log = logging.getLogger(__name__)
 
 KEEP_ALIVE = b": keep-alive\n\n"
 
 
-async def _next(records: AsyncIterator[JobRecord]) -> JobRecord:
-    return await records.__anext__()
+async def _next(updates: AsyncIterator[JobUpdate]) -> JobUpdate:
+    return await updates.__anext__()
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -29,9 +30,9 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    records = request.app[QUEUE].watch(job.id)
+    updates = request.app[QUEUE].watch(job.id)
     # The watcher runs as its own task: a keep-alive timeout must not cancel (and so end) the generator.
-    pending: asyncio.Task[JobRecord] = asyncio.ensure_future(_next(records))
+    pending: asyncio.Task[JobUpdate] = asyncio.ensure_future(_next(updates))
     last = ""
     try:
         while True:
@@ -40,23 +41,24 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 await response.write(KEEP_ALIVE)
                 continue
             try:
-                record = pending.result()
+                record, position = pending.result()
             except StopAsyncIteration:
                 break
-            data = (await view_of(request, record)).model_dump_json()
+            # The position comes with the record: no second query per watcher per change.
+            data = JobView.of(record, position).model_dump_json()
             if data != last:
                 await response.write(f"data: {data}\n\n".encode())
                 last = data
             if record.final:
                 break
-            pending = asyncio.ensure_future(_next(records))
+            pending = asyncio.ensure_future(_next(updates))
     except ConnectionResetError:
         log.debug("event stream of job %s closed by the client", job.id)
         return response
     finally:
         pending.cancel()
         await asyncio.wait({pending})  # a generator still running cannot be closed
-        aclose = getattr(records, "aclose", None)
+        aclose = getattr(updates, "aclose", None)
         if aclose is not None:
             await aclose()
     await response.write_eof()

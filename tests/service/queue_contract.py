@@ -289,14 +289,15 @@ class QueueContract:
                 seen: list[JobRecord] = []
                 watched = queue.watch(last)
                 first = await asyncio.wait_for(anext(watched), WAIT_S)
-                assert first.status == "queued" and await queue.position(last) == 2
+                assert first.record.status == "queued" and first.position == 2 == await queue.position(last)
                 await queue.cancel(behind)
                 # Only its place changed, and that alone is news.
                 again = await asyncio.wait_for(anext(watched), WAIT_S)
-                assert again.status == "queued" and await queue.position(last) == 1
+                assert again.record.status == "queued" and again.position == 1 == await queue.position(last)
 
                 async def follow() -> None:
-                    async for record in queue.watch(job_id):
+                    async for record, position in queue.watch(job_id):
+                        assert position is None  # it is running, then final
                         seen.append(record)
 
                 following = asyncio.create_task(follow())
@@ -307,8 +308,8 @@ class QueueContract:
                 assert [r for r in seen if r.final] == [seen[-1]]
                 fractions = [r.fraction for r in seen if r.status == "running"]
                 assert fractions == sorted(fractions)
-                rest = [record async for record in watched]
-                assert rest and rest[-1].status == "done"
+                rest = [update async for update in watched]
+                assert rest and rest[-1].record.status == "done" and rest[-1].position is None
 
         run(scenario())
 

@@ -124,11 +124,11 @@ class TestLocalJobQueue(QueueContract):
                 assert not any(task.done() for task in pending)  # nothing changed: nothing yielded
                 await queue.cancel(behind)
                 moved_up = await asyncio.wait_for(pending[1], WAIT_S)
-                assert moved_up.status == "queued" and await queue.position(last) == 1
+                assert moved_up.record.status == "queued" and moved_up.position == 1
                 held.release.set()
-                assert (await asyncio.wait_for(pending[0], WAIT_S)).stage != "ocr"
+                assert (await asyncio.wait_for(pending[0], WAIT_S)).record.stage != "ocr"
                 for watcher in watchers:
-                    assert [r async for r in watcher][-1].status == "done"
+                    assert [u async for u in watcher][-1].record.status == "done"
 
         run(scenario())
 
