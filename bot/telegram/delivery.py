@@ -101,6 +101,11 @@ async def stop_watching(rt: Runtime) -> None:
 
 
 async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
+    async with rt.streams:
+        await _follow_stream(rt, bot, job_id)
+
+
+async def _follow_stream(rt: Runtime, bot: Bot, job_id: str) -> None:
     attempt = 0
     while True:
         try:
@@ -132,14 +137,14 @@ async def _show_progress(rt: Runtime, bot: Bot, job: Job) -> None:
     if info is None:
         return
     line = text.status_text(job)
-    if line == info.get("status_text") or not rt.throttle.allow(info["chat_id"]):
+    if line == rt.shown.get(job.id, info.get("status_text")) or not rt.throttle.allow(info["chat_id"]):
         return  # unchanged, or this chat has had its edits for now: the next event brings a fresher line
     with contextlib.suppress(BadRequest):  # "message is not modified" or the user deleted it
         await sending.call(
             lambda: bot.edit_message_text(line, chat_id=info["chat_id"], message_id=info["status_message_id"]),
             what="edit",
         )
-    rt.pending.update(job.id, status_text=line)
+    rt.shown[job.id] = line
 
 
 async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
@@ -154,6 +159,7 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
     rt.throttle.reserve(info["chat_id"])
     sent = await send_result(bot, info["chat_id"], data, caption, job.id, reply_to=info["reply_to"])
     rt.pending.update(job.id, delivered=True, seed=job.seed, result_message_id=sent.message_id, at=time.time())
+    rt.shown.pop(job.id, None)
     log.info("job %s delivered to chat %s", job.id, info["chat_id"])
     with contextlib.suppress(TelegramError):  # a status line left behind is untidy, not wrong
         await sending.call(lambda: bot.delete_message(info["chat_id"], info["status_message_id"]), what="delete")
@@ -171,6 +177,7 @@ async def _fail(rt: Runtime, bot: Bot, job_id: str, line: str) -> None:
             what="edit",
         )
     rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
+    rt.shown.pop(job_id, None)
     log.info("job %s ended without a result: %s", job_id, line)
 
 
