@@ -81,8 +81,12 @@ def test_submit_follow_and_fetch_the_gif(tmp_path: Path, pipeline: Pipeline) -> 
         seen = [job async for job in client.events(second.id)]
         assert seen[-1].status == "done" and seen[-1].fraction == 1.0 and seen[-1].finished_at is not None
         assert all(not job.final for job in seen[:-1]) and len(seen) == len(set(map(repr, seen)))
-        stages = [job.stage for job in seen if job.status == "running"]
-        assert stages and "generate" in stages and text.status_text(seen[0]) in ("Queued", "Queued — #1")
+        stages = [job.stage for job in seen if job.status == "running" and job.stage]  # None: just started
+        # Updates that arrive faster than the stream is read are coalesced, so stages may be skipped,
+        # but those seen come in pipeline order and the job is followed through more than one.
+        order = ["intake", "ocr", "detext", "caption", "synthesize", "generate", "postprocess", "encode", "done"]
+        assert len(set(stages)) >= 2 and stages == sorted(stages, key=order.index), stages
+        assert text.status_text(seen[0]) in ("Queued", "Queued — #1")
         assert [j.fraction for j in seen] == sorted(j.fraction for j in seen)
 
         data, content_type = await client.result(second.id)
