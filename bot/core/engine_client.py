@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,9 @@ RETRY_DELAY_S = 0.3  # doubled each try
 STREAM_RECONNECTS = 5  # failed stream connections in a row before following the job by polling
 STREAM_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
 POLL_INTERVAL_S = 1.0
+# Event streams open at once. Each holds a socket for the job's whole life; past this many, a job is
+# followed by polling until a stream frees up (a file-descriptor bound, far below `ulimit -n`).
+MAX_STREAMS = 512
 Body = Callable[[], Any]  # builds a fresh body per try: an aiohttp FormData can be sent only once
 
 
@@ -32,15 +36,27 @@ class _StreamFailed(Exception):
 
 
 class EngineClient:
-    """One aiohttp session to the engine; use `async with EngineClient(...)` or call close()."""
+    """The engine over HTTP; use `async with EngineClient(...)` or call close().
+
+    Two aiohttp sessions: a pooled one for requests and an unpooled one for event streams. A stream holds
+    its connection for minutes, so in one shared pool (aiohttp's limit is 100) a hundred jobs in flight
+    would leave no connection for the result downloads that finish them; the streams get their own
+    connector without a limit, bounded instead by `max_streams`.
+    """
 
     def __init__(
-        self, base_url: str, token: str | None, *, admin_token: str | None = None, timeout: float = 30
-    ) -> None:
+        self, base_url: str, token: str | None, *, admin_token: str | None = None, timeout: float = 30,
+        max_streams: int = MAX_STREAMS,
+    ) -> None:  # fmt: skip
+        if max_streams < 0:
+            raise ValueError(f"max_streams must be 0 or more, not {max_streams}")
         self.base_url = base_url.rstrip("/")
         self._token, self._admin_token = token, admin_token
         self.timeout = timeout
+        self.max_streams = max_streams
+        self.open_streams = 0
         self._session: aiohttp.ClientSession | None = None
+        self._stream_session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return f"EngineClient({self.base_url!r})"  # never the tokens
@@ -54,16 +70,24 @@ class EngineClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session (it is opened again on the next call)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the sessions (they are opened again on the next call)."""
+        for session in (self._session, self._stream_session):
+            if session is not None:
+                await session.close()
+        self._session = self._stream_session = None
 
     def _http(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop the bot's library owns.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self._session
+
+    def _stream_http(self) -> aiohttp.ClientSession:
+        # No pool limit: max_streams bounds the streams, and requests never wait behind them.
+        if self._stream_session is None or self._stream_session.closed:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
+            self._stream_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+        return self._stream_session
 
     def _headers(self, admin: bool) -> dict[str, str]:
         token = self._admin_token if admin else self._token
@@ -151,28 +175,37 @@ class EngineClient:
         """The job on every change until it is final: SSE, reconnecting with backoff, else polling `get`."""
         last: Job | None = None
         failures = 0
+        streaming = True  # False once the stream has proved unusable for this job
         while True:
-            try:
-                async for job in self._stream(job_id):
-                    failures = 0
-                    if job != last:
-                        last = job
-                        yield job
-                    if job.final:
-                        return
-                # The stream ended before the job did (an engine restart, a proxy): reconnect.
-                failures += 1
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
-                failures += 1
-                log.info("event stream of job %s dropped (%s); reconnect %d", job_id, type(exc).__name__, failures)
-            except _StreamFailed as exc:
-                log.warning("event stream of job %s unusable (%s); polling instead", job_id, exc)
-                break
-            if failures > STREAM_RECONNECTS:
-                log.warning("event stream of job %s failed %d times; polling instead", job_id, failures)
-                break
-            await asyncio.sleep(STREAM_BACKOFF_S[min(failures, len(STREAM_BACKOFF_S)) - 1])
-        while True:
+            if streaming and self.open_streams < self.max_streams:
+                self.open_streams += 1
+                try:
+                    # aclosing: the connection goes back the moment the job is final, not when GC finds it
+                    async with contextlib.aclosing(self._stream(job_id)) as stream:
+                        async for job in stream:
+                            failures = 0
+                            if job != last:
+                                last = job
+                                yield job
+                            if job.final:
+                                return
+                    # The stream ended before the job did (an engine restart, a proxy): reconnect.
+                    failures += 1
+                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                    failures += 1
+                    log.info("event stream of job %s dropped (%s); reconnect %d", job_id, type(exc).__name__, failures)
+                except _StreamFailed as exc:
+                    log.warning("event stream of job %s unusable (%s); polling instead", job_id, exc)
+                    streaming = False
+                finally:
+                    self.open_streams -= 1
+                if streaming and failures > STREAM_RECONNECTS:
+                    log.warning("event stream of job %s failed %d times; polling instead", job_id, failures)
+                    streaming = False
+                if streaming:
+                    await asyncio.sleep(STREAM_BACKOFF_S[min(failures, len(STREAM_BACKOFF_S)) - 1])
+                    continue
+            # Polling: the stream is unusable, or every stream is taken (then a stream is tried again next time).
             job = await self.get(job_id)
             if job != last:
                 last = job
@@ -181,11 +214,10 @@ class EngineClient:
                 return
             await asyncio.sleep(POLL_INTERVAL_S)
 
-    async def _stream(self, job_id: str) -> AsyncIterator[Job]:
+    async def _stream(self, job_id: str) -> AsyncGenerator[Job, None]:
         """One connection to the event stream; the engine sends keep-alive comments, so a silent socket is dead."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
         url = f"{self.base_url}/v1/jobs/{_part(job_id)}/events"
-        async with self._http().get(url, headers=self._headers(False), timeout=timeout) as response:
+        async with self._stream_http().get(url, headers=self._headers(False)) as response:
             if response.status != 200:
                 error = _engine_error(response.status, await response.read(), response.headers.get("Retry-After"))
                 if error.status in (401, 403, 404):

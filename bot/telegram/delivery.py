@@ -101,11 +101,6 @@ async def stop_watching(rt: Runtime) -> None:
 
 
 async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
-    async with rt.streams:
-        await _follow_stream(rt, bot, job_id)
-
-
-async def _follow_stream(rt: Runtime, bot: Bot, job_id: str) -> None:
     attempt = 0
     while True:
         try:

@@ -17,9 +17,6 @@ RUNTIME = "makeitmove.runtime"
 PLATFORM = "telegram"
 RESULT_FORMAT = "mp4"  # Telegram plays an H.264 MP4 sent with sendAnimation as a looping GIF
 KEEP_DELIVERED = 500  # delivered jobs remembered for duplicate updates and the result buttons
-# Event streams open at once: each holds a connection of the engine client's pool (aiohttp's default is
-# 100), and the result download needs one too; later jobs start following as earlier ones finish.
-MAX_STREAMS = 48
 
 
 @dataclass
@@ -34,7 +31,6 @@ class Runtime:
     watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # job id -> its watcher
     # the status line each job shows now; in memory, because the state file is fsynced on every write
     shown: dict[str, str] = field(default_factory=dict)
-    streams: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_STREAMS))
 
     def is_admin(self, user_id: int | None) -> bool:
         """The user is one of [telegram] admins."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import socket
 import time
@@ -239,3 +240,97 @@ def test_events_reconnect_then_fall_back_to_polling(monkeypatch: pytest.MonkeyPa
     seen = asyncio.run(main())
     assert [(j.status, j.stage) for j in seen] == [("running", "ocr"), ("running", "generate"), ("done", "done")]
     assert calls == {"events": 2, "get": 2}
+
+
+class FakeEvents:
+    """A loopback fake of the engine's job endpoints: streams stay open, running, until `finish()`."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most_open = 0
+        self.polled: set[str] = set()
+        self.done = asyncio.Event()
+
+    def app(self) -> web.Application:
+        """The routes: events, get and result."""
+        app = web.Application()
+        app.router.add_get("/v1/jobs/{id}/events", self.events)
+        app.router.add_get("/v1/jobs/{id}/result", self.result)
+        app.router.add_get("/v1/jobs/{id}", self.get)
+        return app
+
+    def view(self, job_id: str) -> dict[str, Any]:
+        status = "done" if self.done.is_set() else "running"
+        return {"id": job_id, "status": status, "progress": {"stage": status, "fraction": 0.5}}
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            job_id = request.match_info["id"]
+            await response.write(f"data: {json.dumps(self.view(job_id))}\n\n".encode())
+            await self.done.wait()
+            await response.write(f"data: {json.dumps(self.view(job_id))}\n\n".encode())
+        finally:
+            self.open -= 1
+        return response
+
+    async def get(self, request: web.Request) -> web.Response:
+        self.polled.add(request.match_info["id"])
+        return web.json_response(self.view(request.match_info["id"]))
+
+    async def result(self, request: web.Request) -> web.Response:
+        return web.Response(body=b"GIF89a-result", content_type="image/gif")
+
+    def finish(self) -> None:
+        """Every job is done: streams send their final event, polls answer done."""
+        self.done.set()
+
+
+async def follow(client: EngineClient, job_id: str) -> list[str]:
+    return [job.status async for job in client.events(job_id)]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_many_open_event_streams_do_not_starve_a_result_download() -> None:
+    """130 jobs followed at once (more than aiohttp's pool of 100): a download still goes through at once."""
+    fake = FakeEvents()
+
+    async def main() -> None:
+        async with TestServer(fake.app()) as server, EngineClient(str(server.make_url("")), TOKEN) as client:
+            followers = [asyncio.create_task(follow(client, f"job{n}")) for n in range(130)]
+            await until(lambda: fake.open == 130)
+            assert await asyncio.wait_for(client.result("job0"), timeout=5) == (b"GIF89a-result", "image/gif")
+            fake.finish()
+            statuses = await asyncio.wait_for(asyncio.gather(*followers), timeout=10)
+            assert all(seen == ["running", "done"] for seen in statuses)
+            assert not fake.polled and client.open_streams == 0
+
+    asyncio.run(main())
+
+
+def test_jobs_past_max_streams_are_polled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_client, "POLL_INTERVAL_S", 0.01)
+    fake = FakeEvents()
+
+    async def main() -> None:
+        async with TestServer(fake.app()) as server:
+            client = EngineClient(str(server.make_url("")), TOKEN, max_streams=4)
+            async with client:
+                followers = [asyncio.create_task(follow(client, f"job{n}")) for n in range(6)]
+                await until(lambda: fake.open == 4 and len(fake.polled) == 2)
+                await asyncio.sleep(0.1)
+                assert fake.most_open == 4 and client.open_streams == 4
+                fake.finish()
+                statuses = await asyncio.wait_for(asyncio.gather(*followers), timeout=10)
+                assert all(seen == ["running", "done"] for seen in statuses)
+
+    asyncio.run(main())
