@@ -117,7 +117,7 @@ async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
             await asyncio.sleep(wait)
         except EngineError as exc:
             if exc.status == 404:  # the engine lost the job (a new database): tell the user once, forget it
-                await _fail(rt, bot, job_id, text.error_text(exc, job_id=job_id))
+                await end_without_result(rt, bot, job_id, text.error_text(exc, job_id=job_id))
                 return
             raise
         except asyncio.CancelledError:
@@ -129,7 +129,7 @@ async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
 
 async def _show_progress(rt: Runtime, bot: Bot, job: Job) -> None:
     info = rt.pending.get(job.id)
-    if info is None:
+    if info is None or info.get("delivered"):  # e.g. /cancel already put "Cancelled." there
         return
     line = text.status_text(job)
     if line == rt.shown.get(job.id, info.get("status_text")) or not rt.throttle.allow(info["chat_id"]):
@@ -147,7 +147,7 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
     if info is None or info.get("delivered"):
         return
     if job.status != "done":
-        await _fail(rt, bot, job.id, text.error_text(job))
+        await end_without_result(rt, bot, job.id, text.error_text(job))
         return
     data, _ = await rt.engine.result(job.id)
     caption = text.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
@@ -161,10 +161,11 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
     rt.forget_old()
 
 
-async def _fail(rt: Runtime, bot: Bot, job_id: str, line: str) -> None:
+async def end_without_result(rt: Runtime, bot: Bot, job_id: str, line: str) -> bool:
+    """Put `line` in the job's status message and mark it finished; False if this bot isn't showing the job."""
     info = rt.pending.get(job_id)
-    if info is None:
-        return
+    if info is None or info.get("delivered"):
+        return False
     rt.throttle.reserve(info["chat_id"])
     with contextlib.suppress(BadRequest):
         await sending.call(
@@ -174,6 +175,7 @@ async def _fail(rt: Runtime, bot: Bot, job_id: str, line: str) -> None:
     rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
     rt.shown.pop(job_id, None)
     log.info("job %s ended without a result: %s", job_id, line)
+    return True
 
 
 async def send_result(bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int) -> Message:

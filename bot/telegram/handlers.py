@@ -12,7 +12,7 @@ from bot.core import text
 from bot.core.errors import BotError, OptionError
 from bot.core.options import parse_animate
 from bot.telegram import sending
-from bot.telegram.delivery import request_of, send_result, start_job
+from bot.telegram.delivery import end_without_result, request_of, send_result, start_job
 from bot.telegram.media import Source, image_source
 from bot.telegram.runtime import PLATFORM, runtime
 
@@ -196,7 +196,14 @@ async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     except BotError as exc:
         await reply(message, text.error_text(exc))
         return
-    await reply(message, text.CANCELLED if job.status == "cancelled" else text.NOT_CANCELLABLE)
+    if job.status != "cancelled":
+        await reply(message, text.NOT_CANCELLABLE)
+        return
+    # Its "Queued"/progress line becomes "Cancelled." at once rather than when the engine's event arrives;
+    # that edit answers the command when it is in this chat, so the user gets one message, not two.
+    shown_here = (rt.pending.get(job.id) or {}).get("chat_id") == message.chat_id
+    if not await end_without_result(rt, context.bot, job.id, text.CANCELLED) or not shown_here:
+        await reply(message, text.CANCELLED)
 
 
 def _numbered(history_text: str) -> str:

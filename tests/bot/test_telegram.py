@@ -17,6 +17,7 @@ from PIL import Image
 
 from bot.core import text
 from bot.core.engine_client import EngineClient
+from bot.core.pending import PendingJobs
 from bot.telegram.app import build_application, polling
 from engine.config import Settings, load_settings, replace
 from engine.pipeline import Pipeline
@@ -84,6 +85,10 @@ class World:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def pending(self) -> dict[str, dict[str, Any]]:
+        """The jobs the bots' state file holds, by engine job id."""
+        return PendingJobs(self.settings.telegram.state_file).all()
 
     def bot(self) -> Any:
         """A running bot: `async with world.bot():`."""
@@ -330,5 +335,39 @@ def test_a_telegram_429_is_waited_out_and_retried_once(tmp_path: Path, pipeline:
         tries = fake.of("sendAnimation")
         assert [c.result == "429" for c in tries] == [True, False]
         assert tries[1].at - tries[0].at >= 0.9
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_cancel_a_queued_job_and_nothing_to_cancel(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake, users = world.fake, world.users
+        async with EngineClient(world.settings.engine.url, ENGINE_TOKEN) as engine:  # keeps the worker busy
+            blocker = await engine.submit(
+                meme(640, 480), filename="big.png", options={"frames": 240, "size": 1024, "format": "gif"},
+                platform="test", user_id="x", chat_id="x",
+            )  # fmt: skip
+            photo = users.message(ALICE, text="/animate", **users.photo(meme()))
+            queued = (await fake.wait_for("sendMessage", replying_to(photo)))[0]
+            job_id = next(iter(world.pending()))
+            assert (await engine.get(job_id)).status == "queued"
+
+            users.message(ALICE, text="/cancel")
+            status_id = queued.result["message_id"]
+            await fake.wait_for("editMessageText", lambda c: int(c.params["message_id"]) == status_id
+                                and c.text == text.CANCELLED)  # fmt: skip
+            assert (await engine.get(job_id)).status == "cancelled"
+            assert fake.messages[(ALICE, status_id)]["text"] == text.CANCELLED
+
+            again = users.message(ALICE, text="/cancel")
+            assert (await fake.wait_for("sendMessage", replying_to(again)))[0].text == text.NOTHING_TO_CANCEL
+            bob = users.message(BOB, text="/cancel")
+            assert (await fake.wait_for("sendMessage", replying_to(bob)))[0].text == text.NOTHING_TO_CANCEL
+
+            await engine.cancel(blocker.id, platform="test", user_id="x")  # the worker is free for the next job
+            later = users.message(BOB, text="/animate", **users.photo(meme(seed=2)))
+            await delivered(world, later)  # the worker ran the jobs after the cancelled one
+        assert not fake.of("sendAnimation", ALICE), "a cancelled job is never delivered"
+        assert not [c for c in fake.of("sendMessage", ALICE) if c.text == text.CANCELLED], "the edit is the answer"
 
     run(tmp_path, pipeline, scenario)
