@@ -22,9 +22,13 @@ QUEUE_FULL = "I'm very busy right now and can't take more animations; please try
 class Usage:
     """What the repository counted, inside the submission's transaction."""
 
-    user_times: list[datetime]  # the user's jobs created inside the user window, oldest first
+    user_jobs: int  # the user's jobs created inside the user window
+    # The user_jobs-th newest of them (None when fewer): when it leaves the window the count drops
+    # below the limit, so one number and one time say all a refusal needs, whatever the count.
+    user_leaving: datetime | None
     user_active: int  # the user's queued + running jobs
-    chat_times: list[datetime]  # the chat's jobs created inside the chat window, oldest first
+    chat_jobs: int  # the chat's jobs created inside the chat window
+    chat_leaving: datetime | None  # the chat_jobs-th newest of them, as user_leaving
     queued: int  # every queued job
 
 
@@ -64,8 +68,8 @@ def from_json(value: Any, default: Limits) -> Limits:
 def check(limits: Limits, usage: Usage, *, is_admin: bool, now: datetime) -> None:
     """Raise Rejected if a new job would break a limit; admins skip the per-user and per-chat ones."""
     if not is_admin:
-        if len(usage.user_times) >= limits.user_jobs:
-            wait = _wait(usage.user_times, limits.user_jobs, limits.user_window_s, now)
+        if usage.user_jobs >= limits.user_jobs:
+            wait = _wait(usage.user_leaving, limits.user_window_s, now)
             raise Rejected(
                 "rate_limited",
                 f"You've reached your limit of {_count(limits.user_jobs)} every {duration(limits.user_window_s)}; "
@@ -79,8 +83,8 @@ def check(limits: Limits, usage: Usage, *, is_admin: bool, now: datetime) -> Non
                 "please send the next one when one of them is done.",
                 retry_after=CONCURRENT_RETRY_S,
             )
-        if len(usage.chat_times) >= limits.chat_jobs:
-            wait = _wait(usage.chat_times, limits.chat_jobs, limits.chat_window_s, now)
+        if usage.chat_jobs >= limits.chat_jobs:
+            wait = _wait(usage.chat_leaving, limits.chat_window_s, now)
             raise Rejected(
                 "rate_limited",
                 f"This chat has reached its limit of {_count(limits.chat_jobs)} every "
@@ -120,10 +124,11 @@ def duration(seconds: float) -> str:
     return f"{n} {unit}{'s' if n != 1 else ''}"
 
 
-def _wait(times: list[datetime], limit: int, window_s: int, now: datetime) -> float:
+def _wait(leaving: datetime | None, window_s: int, now: datetime) -> float:
     # Enough jobs must leave the window for the count to drop below the limit; the last of them
-    # to leave is the (count - limit)-th oldest.
-    leaving = times[len(times) - limit]
+    # to leave is the limit-th newest (the (count - limit)-th oldest).
+    if leaving is None:
+        return 1.0  # counted at the limit but none found by rank: cannot happen in one transaction
     return max(1.0, (leaving + timedelta(seconds=window_s) - now).total_seconds())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -11,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Row, Select, and_, delete, exists, func, insert, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import limits as rules
 from storage.database import create_engine, migrate, writer
@@ -29,6 +30,8 @@ INTERRUPTED = "The engine restarted while making this animation too many times; 
 # Namespaces of the two-key Postgres advisory locks that serialise one user's (one chat's) submissions.
 USER_LOCK, CHAT_LOCK = 1, 2
 SWEEP_BATCH = 500
+JOBS = Job.__table__
+RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
 
 
 class Repository:
@@ -39,7 +42,9 @@ class Repository:
         self._postgres = engine.dialect.name == "postgresql"
         self._default_limits = rules.validate(default_limits)
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
-        self._writer = async_sessionmaker(writer(engine), expire_on_commit=False)
+        self._writer_engine = writer(engine)
+        self._writer = async_sessionmaker(self._writer_engine, expire_on_commit=False)
+        self._limits_seen = self._default_limits  # what submit() expects the stored limits to be
         # SQLite has one write lock per database. Writers on several pooled connections that race
         # for it lose to SQLite's busy handler, which sleeps in growing steps (up to 100 ms) before
         # retrying: 50 concurrent submissions then took seconds. Queueing this process's writers
@@ -67,13 +72,19 @@ class Repository:
         async with self._write_lock or contextlib.nullcontext(), self._writer.begin() as session:
             yield session
 
+    @contextlib.asynccontextmanager
+    async def _write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """_write() without the ORM session, for the statements on every submission."""
+        async with self._write_lock or contextlib.nullcontext(), self._writer_engine.begin() as conn:
+            yield conn
+
     # --- jobs -------------------------------------------------------------------------------
     async def submit(self, new: NewJob, *, now: datetime | None = None) -> Submitted:
         """Atomically: idempotency check, ban check, limits (admins exempt), insert. Raises Rejected."""
-        now = _aware(now)
+        at = _aware(now) if now is not None else None
         try:
-            async with self._write() as session:
-                submitted = await self._submit(session, new, now)
+            async with self._write_connection() as conn:
+                submitted = await self._submit(conn, new, at)
         except IntegrityError:
             # Only a key reused across users gets here: one user's submissions are serialised.
             existing = await self._by_key(new.idempotency_key) if new.idempotency_key else None
@@ -85,35 +96,40 @@ class Repository:
             log.info("job %s queued for %s user %s in chat %s", job.id, job.platform, job.user_id, job.chat_id)
         return submitted
 
-    async def _submit(self, session: AsyncSession, new: NewJob, now: datetime) -> Submitted:
+    async def _submit(self, conn: AsyncConnection, new: NewJob, at: datetime | None) -> Submitted:
+        # Every submission pays for each statement (a thread hop each on aiosqlite), so the checks
+        # are one SELECT of scalar subqueries and the rows go in with two plain inserts.
         if self._postgres:
             # SQLite's BEGIN IMMEDIATE already serialises every writer; Postgres needs a lock per
             # user and per chat (always in this order, so two submissions cannot deadlock).
             for space, name in ((USER_LOCK, new.user_id), (CHAT_LOCK, new.chat_id)):
                 key = _lock_key(f"{new.platform}:{name}")
-                await session.execute(select(func.pg_advisory_xact_lock(space, key)))
-        if new.idempotency_key is not None:
-            existing = await session.scalar(select(Job).where(Job.idempotency_key == new.idempotency_key))
-            if existing is not None:
-                return Submitted(existing.record(), created=False)
-        if await session.get(BanRow, (new.platform, new.user_id)) is not None:
+                await conn.execute(select(func.pg_advisory_xact_lock(space, key)))
+        # Taken under the write lock, so created_at follows the order jobs are stored (and queued) in.
+        now = at or _aware(None)
+        # The windows depend on the limits, which are read in the same statement: count with the
+        # limits seen last and count again only if an admin changed them in between.
+        limits = self._limits_seen
+        row = (await conn.execute(_checks(new, limits, now))).one()
+        if row.existing is not None:
+            job = await self._job_by_key(conn, new.idempotency_key)
+            return Submitted(job, created=False)
+        if row.banned:
             raise Rejected("banned", rules.BANNED)
-        limits = await self._limits(session)
+        stored = rules.from_json(row.limits, self._default_limits) if row.limits is not None else self._default_limits
+        if stored != limits:
+            self._limits_seen = limits = stored
+            row = (await conn.execute(_checks(new, limits, now))).one()
         usage = rules.Usage(
-            user_times=await self._user_times(session, new.platform, new.user_id, limits, now),
-            user_active=await self._user_active(session, new.platform, new.user_id),
-            chat_times=list(
-                await session.scalars(
-                    select(Job.created_at)
-                    .where(Job.platform == new.platform, Job.chat_id == new.chat_id)
-                    .where(Job.created_at > rules.window_start(now, limits.chat_window_s))
-                    .order_by(Job.created_at)
-                )
-            ),
-            queued=await _count(session, Job.status == "queued"),
+            user_jobs=row.user_jobs,
+            user_leaving=row.user_leaving,
+            user_active=row.user_active,
+            chat_jobs=row.chat_jobs,
+            chat_leaving=row.chat_leaving,
+            queued=row.queued,
         )
         rules.check(limits, usage, is_admin=new.is_admin, now=now)
-        job = Job(
+        record = JobRecord(
             id=new.id or uuid4().hex,
             status="queued",
             platform=new.platform,
@@ -124,15 +140,27 @@ class Repository:
             seed=new.seed,
             idempotency_key=new.idempotency_key,
             attempts=0,
+            stage=None,
             fraction=0.0,
+            error_code=None,
+            error=None,
+            script=None,
+            timings=None,
+            checkpoint=None,
+            result_format=None,
+            result_bytes=None,
             result_expired=False,
             created_at=now,
+            started_at=None,
+            finished_at=None,
         )
-        session.add(job)
-        await session.flush()  # the payload's foreign key needs the job row first
-        session.add(JobPayload(job_id=job.id, image=new.image))
-        await session.flush()
-        return Submitted(job.record(), created=True)
+        await conn.execute(insert(Job).values(**_columns(record)))
+        # After the job row: the payload's foreign key needs it.
+        await conn.execute(insert(JobPayload).values(job_id=record.id, image=new.image))
+        return Submitted(record, created=True)
+
+    async def _job_by_key(self, conn: AsyncConnection, key: str | None) -> JobRecord:
+        return _record((await conn.execute(select(JOBS).where(JOBS.c.idempotency_key == key))).one())
 
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
@@ -395,6 +423,50 @@ class Repository:
                 active_checkpoint=await _active_checkpoint(session),
                 mean_seconds_last_100=sum(seconds) / len(seconds) if seconds else None,
             )
+
+
+def _checks(new: NewJob, limits: Limits, now: datetime) -> Select[Any]:
+    """One row: the stored limits, whether the key is known or the user banned, and the usage to check."""
+    user = and_(Job.platform == new.platform, Job.user_id == new.user_id)
+    chat = and_(Job.platform == new.platform, Job.chat_id == new.chat_id)
+    in_user_window = and_(user, Job.created_at > rules.window_start(now, limits.user_window_s))
+    in_chat_window = and_(chat, Job.created_at > rules.window_start(now, limits.chat_window_s))
+    key = new.idempotency_key
+    return select(
+        select(Setting.value).where(Setting.key == "limits").scalar_subquery().label("limits"),
+        (select(Job.seq).where(Job.idempotency_key == key).scalar_subquery() if key is not None else null()).label(
+            "existing"
+        ),
+        exists().where(BanRow.platform == new.platform, BanRow.user_id == new.user_id).label("banned"),
+        _counted(in_user_window).label("user_jobs"),
+        _newest(in_user_window, limits.user_jobs).label("user_leaving"),
+        _counted(user, Job.status.in_(ACTIVE)).label("user_active"),
+        _counted(in_chat_window).label("chat_jobs"),
+        _newest(in_chat_window, limits.chat_jobs).label("chat_leaving"),
+        _counted(Job.status == "queued").label("queued"),
+    )
+
+
+def _counted(*where: Any) -> Any:
+    return select(func.count()).select_from(Job).where(*where).scalar_subquery()
+
+
+def _newest(where: Any, rank: int) -> Any:
+    """The created_at of the rank-th newest job matching `where` (NULL when fewer)."""
+    return (
+        select(Job.created_at).where(where).order_by(Job.created_at.desc()).limit(1).offset(rank - 1).scalar_subquery()
+    )
+
+
+def _columns(record: JobRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in RECORD_FIELDS}
+
+
+def _record(row: Row[Any]) -> JobRecord:
+    values = {name: getattr(row, name) for name in RECORD_FIELDS}
+    values["fraction"] = float(values["fraction"])
+    values["options"] = dict(values["options"])
+    return JobRecord(**values)
 
 
 async def _count(session: AsyncSession, *where: Any) -> int:
