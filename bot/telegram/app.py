@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, Message, Update
@@ -14,6 +18,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    Updater,
     filters,
 )
 
@@ -25,7 +30,7 @@ from bot.core.throttle import EditThrottle
 from bot.telegram import admin, handlers
 from bot.telegram.delivery import resume, stop_watching
 from bot.telegram.runtime import RUNTIME, Runtime, runtime_of
-from engine.config import Settings
+from engine.config import Settings, TelegramSettings
 from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,35 @@ MIN_EDIT_INTERVAL_S = 1.0  # Telegram's per-chat pace: about one message or edit
 # A caption that starts with /animate on a photo, image document, sticker or animation.
 ANIMATE_CAPTION = filters.CaptionRegex(r"(?i)^/animate(@\w+)?(\s|$)")
 MEDIA = filters.PHOTO | filters.Document.ALL | filters.Sticker.ALL | filters.ANIMATION
+SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as a secret_token
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Where PTB's webhook server listens, and what setWebhook tells Telegram."""
+
+    listen: str
+    port: int
+    url_path: str
+    url: str
+    secret: str
+
+    def __repr__(self) -> str:
+        return f"Webhook({self.url!r} on {self.listen}:{self.port})"  # never the secret
+
+
+def webhook_of(tg: TelegramSettings, environ: Mapping[str, str]) -> Webhook | None:
+    """The webhook from [telegram] webhook_url and TELEGRAM_WEBHOOK_SECRET, or None for long polling."""
+    if not tg.webhook_url:
+        return None
+    # Without the secret anyone who learns the URL can post updates, e.g. an admin's /ban with a forged user id.
+    secret = environ.get("TELEGRAM_WEBHOOK_SECRET", "")
+    if not SECRET.fullmatch(secret):
+        raise ConfigError("webhook mode needs TELEGRAM_WEBHOOK_SECRET: 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    if importlib.util.find_spec("tornado") is None:  # PTB's webhook server; otherwise it fails only once started
+        raise ConfigError("webhook mode needs pip install 'python-telegram-bot[webhooks]==22.8' (tornado is missing)")
+    path = urlsplit(tg.webhook_url).path.strip("/")  # the proxy in front forwards this path unchanged
+    return Webhook(tg.webhook_listen, tg.webhook_port, path, tg.webhook_url, secret)
 
 
 def build_application(settings: Settings, environ: Mapping[str, str]) -> Application:
@@ -117,15 +151,38 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 @contextlib.asynccontextmanager
 async def polling(application: Application, *, poll_timeout: float = 10.0) -> AsyncIterator[Application]:
     """Run the bot with long polling inside the running event loop (what run_polling does, without owning it)."""
+
+    async def start(updater: Updater) -> object:
+        return await updater.start_polling(
+            poll_interval=0.0, timeout=int(poll_timeout), allowed_updates=Update.ALL_TYPES
+        )
+
+    async with _running(application, start):
+        yield application
+
+
+@contextlib.asynccontextmanager
+async def webhook(application: Application, hook: Webhook) -> AsyncIterator[Application]:
+    """Run the bot's webhook server inside the running event loop (what run_webhook does, without owning it)."""
+
+    async def start(updater: Updater) -> object:
+        return await updater.start_webhook(**_webhook_arguments(hook))
+
+    async with _running(application, start):
+        yield application
+
+
+@contextlib.asynccontextmanager
+async def _running(application: Application, start: Callable[[Updater], Awaitable[object]]) -> AsyncIterator[None]:
     await application.initialize()
     if application.post_init is not None:
         await application.post_init(application)
     updater = application.updater
     assert updater is not None
-    await updater.start_polling(poll_interval=0.0, timeout=int(poll_timeout), allowed_updates=Update.ALL_TYPES)
+    await start(updater)
     await application.start()
     try:
-        yield application
+        yield
     finally:
         await updater.stop()
         await application.stop()
@@ -134,16 +191,29 @@ async def polling(application: Application, *, poll_timeout: float = 10.0) -> As
             await application.post_shutdown(application)
 
 
+class _WebhookArguments(TypedDict):
+    listen: str
+    port: int
+    url_path: str
+    webhook_url: str
+    allowed_updates: list[str]
+    secret_token: str
+
+
+def _webhook_arguments(hook: Webhook) -> _WebhookArguments:
+    """start_webhook's and run_webhook's shared arguments, so the tests run what production runs."""
+    return {
+        "listen": hook.listen, "port": hook.port, "url_path": hook.url_path, "webhook_url": hook.url,
+        "allowed_updates": Update.ALL_TYPES, "secret_token": hook.secret,
+    }  # fmt: skip
+
+
 def run(settings: Settings, environ: Mapping[str, str]) -> None:
     """`makeitmove bot telegram`: long polling, or a webhook when [telegram] webhook_url is set."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token
+    hook = webhook_of(settings.telegram, environ)  # before anything starts: a config error ends the command
     application = build_application(settings, environ)
-    tg = settings.telegram
-    if tg.webhook_url:
-        path = urlsplit(tg.webhook_url).path.strip("/")  # the proxy in front forwards this path unchanged
-        application.run_webhook(
-            listen=tg.webhook_listen, port=tg.webhook_port, url_path=path, webhook_url=tg.webhook_url,
-            allowed_updates=Update.ALL_TYPES, secret_token=environ.get("TELEGRAM_WEBHOOK_SECRET") or None,
-        )  # fmt: skip
+    if hook is not None:
+        application.run_webhook(**_webhook_arguments(hook))
     else:
         application.run_polling(allowed_updates=Update.ALL_TYPES)

@@ -54,6 +54,7 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
+        self.webhook: dict[str, Any] = {}  # the last setWebhook's parameters; empty while polling
         self._updates: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
         self._failures: dict[str, int] = {}  # method -> retry_after of its next call's 429
@@ -270,13 +271,18 @@ class FakeTelegram:
         return True
 
     async def _deleteWebhook(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:  # noqa: N802
+        self.webhook = {}
         return True
 
     async def _setWebhook(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:  # noqa: N802
+        if not params.get("url"):
+            return self._error(400, "Bad Request: url is empty")
+        self.webhook = dict(params)
         return True
 
     async def _getWebhookInfo(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:  # noqa: N802
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        url = self.webhook.get("url", "")
+        return {"url": url, "has_custom_certificate": False, "pending_update_count": 0}
 
     async def _close(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:
         return True

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -18,8 +19,9 @@ from PIL import Image
 from bot.core import text
 from bot.core.engine_client import EngineClient
 from bot.core.pending import PendingJobs
-from bot.telegram.app import build_application, polling
+from bot.telegram.app import build_application, polling, webhook, webhook_of
 from engine.config import Settings, load_settings, replace
+from engine.errors import ConfigError
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
 from engine.service.state import Tokens
@@ -371,3 +373,38 @@ def test_cancel_a_queued_job_and_nothing_to_cancel(tmp_path: Path, pipeline: Pip
         assert not [c for c in fake.of("sendMessage", ALICE) if c.text == text.CANCELLED], "the edit is the answer"
 
     run(tmp_path, pipeline, scenario)
+
+
+def test_webhook_mode_checks_the_secret_and_delivers(tmp_path: Path, pipeline: Pipeline) -> None:
+    port, secret = free_port(), "s3cret_-token"
+    url = f"http://127.0.0.1:{port}/tg/hook"
+
+    async def scenario(world: World) -> None:
+        fake, users = world.fake, world.users
+        env = {**ENV, "TELEGRAM_WEBHOOK_SECRET": secret}
+        hook = webhook_of(world.settings.telegram, env)
+        assert hook is not None and secret not in repr(hook)
+        for missing in ({}, {"TELEGRAM_WEBHOOK_SECRET": "spaces are not allowed"}):
+            with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
+                webhook_of(world.settings.telegram, {**ENV, **missing})
+        async with webhook(build_application(world.settings, env), hook), aiohttp.ClientSession() as http:
+            registered = (await fake.wait_for("setWebhook"))[0].params
+            assert registered["url"] == url and registered["secret_token"] == secret
+            assert "callback_query" in registered["allowed_updates"]
+
+            forged = users.message(BOB, text="/animate", **users.photo(meme()))
+            async with http.post(
+                url, json=fake._updates[-1], headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+            ) as r:
+                assert r.status == 403
+            photo = users.message(ALICE, text="/animate", **users.photo(meme()))
+            headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+            async with http.post(url, json=fake._updates[-1], headers=headers) as r:
+                assert r.status == 200
+            queued = (await fake.wait_for("sendMessage", replying_to(photo)))[0]
+            assert queued.text.startswith("Queued")
+            await delivered(world, photo)
+            assert not fake.of("sendMessage", BOB), f"a forged update is refused: {forged['message_id']}"
+            assert not fake.of("deleteWebhook") and fake.webhook["url"] == url
+
+    run(tmp_path, pipeline, scenario, bot=False, telegram={"webhook_url": url, "webhook_port": port})
