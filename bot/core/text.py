@@ -59,6 +59,8 @@ RESULT_EXPIRED = "That animation is no longer kept; please make it again."
 NO_HISTORY = "You haven't animated anything yet."
 NO_PROMPT = "I don't have the prompt for that animation any more."
 NOTHING_TO_CANCEL = "You have no animation queued or running."
+# Put above a result's caption when a restart came between sending it and recording that it went out.
+SENT_AGAIN = "Here is your animation again (I restarted while sending it; ignore a copy you already have)."
 LORA_USAGE = "Use /lora to list the checkpoints, /lora use NAME to switch, or /lora off for the base model."
 BAN_USAGE = "Use /ban USER_ID [reason], with the user's numeric id."
 UNBAN_USAGE = "Use /unban USER_ID, with the user's numeric id."

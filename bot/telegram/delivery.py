@@ -151,6 +151,14 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
         return
     data, _ = await rt.engine.result(job.id)
     caption = text.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
+    # Telegram has no call to ask whether a message went out, so a bot stopped between sendAnimation and
+    # the `delivered` write can't know. It records `sending` first; after a restart such a job is sent
+    # again under a line that says so: a labelled duplicate now and then beats a result that never comes.
+    if info.get("sending"):
+        caption = f"{text.SENT_AGAIN}\n{caption}"
+        log.info("job %s may have been sent before a restart; sending it again", job.id)
+    else:
+        rt.pending.update(job.id, sending=True)
     rt.throttle.reserve(info["chat_id"])
     sent = await send_result(bot, info["chat_id"], data, caption, job.id, reply_to=info["reply_to"])
     rt.pending.update(job.id, delivered=True, seed=job.seed, result_message_id=sent.message_id, at=time.time())

@@ -58,6 +58,7 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
         self._failures: dict[str, int] = {}  # method -> retry_after of its next call's 429
+        self._holds: dict[str, asyncio.Event] = {}  # method -> set when its held calls may be answered
         self._ids = itertools.count(1)
         self._message_ids = itertools.count(100_000)
         self._runner: web.AppRunner | None = None
@@ -120,6 +121,14 @@ class FakeTelegram:
         """The next call of `method` gets a 429 with this retry_after."""
         self._failures[method] = retry_after
 
+    def hold(self, method: str) -> None:
+        """Record calls of `method` but answer none of them until release(method)."""
+        self._holds[method] = asyncio.Event()
+
+    def release(self, method: str) -> None:
+        """Answer the held calls of `method` (as Telegram would have), and the later ones at once."""
+        self._holds.pop(method).set()
+
     def of(self, method: str, chat_id: int | None = None) -> list[Call]:
         """The recorded calls of one method, optionally to one chat."""
         return [c for c in self.calls if c.method == method and (chat_id is None or c.chat_id == chat_id)]
@@ -153,6 +162,8 @@ class FakeTelegram:
         call = Call(method, params, time.monotonic(), uploads)
         if method != "getUpdates":
             self.calls.append(call)
+        if method in self._holds:
+            await self._holds[method].wait()
         retry_after = self._failures.pop(method, None)
         if retry_after is not None:
             call.result = "429"

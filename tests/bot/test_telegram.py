@@ -408,3 +408,22 @@ def test_webhook_mode_checks_the_secret_and_delivers(tmp_path: Path, pipeline: P
             assert not fake.of("deleteWebhook") and fake.webhook["url"] == url
 
     run(tmp_path, pipeline, scenario, bot=False, telegram={"webhook_url": url, "webhook_port": port})
+
+
+def test_a_bot_stopped_while_sending_sends_again_saying_so(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        fake.hold("sendAnimation")  # the upload is under way when the bot goes down
+        photo = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
+        async with world.bot():
+            await fake.wait_for("sendAnimation")
+            assert next(iter(world.pending().values())).get("sending") is True, "recorded before the send"
+        fake.release("sendAnimation")  # Telegram may well have got it: the bot can't tell
+        async with world.bot():
+            first, again = await delivered(world, photo, count=2)
+            await asyncio.sleep(0.3)
+        assert text.SENT_AGAIN not in first.text and again.text.startswith(text.SENT_AGAIN)
+        assert len(fake.of("sendAnimation")) == 2 and len(fake.of("sendMessage", ALICE)) == 1
+        assert all(info.get("delivered") for info in world.pending().values())
+
+    run(tmp_path, pipeline, scenario, bot=False)
