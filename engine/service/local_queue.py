@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -33,6 +34,8 @@ PROGRESS_INTERVAL_S = 0.5
 # Watchers re-read the job this often even without a notification, in case one was missed; every
 # change in this process notifies, so this is a backstop, and with many watchers each re-read costs.
 WATCH_FALLBACK_S = 5.0
+# A queued job's watchers hear of a move up the queue at most this often (see watchers.py).
+POSITION_INTERVAL_S = 0.1
 DB_TIMEOUT_S = 60.0
 
 
@@ -141,6 +144,7 @@ class LocalJobQueue:
         watched = self._notifier.enter(job_id)
         try:
             last: JobUpdate | None = None
+            yielded_at = -POSITION_INTERVAL_S
             stored: JobRecord | None = None
             seen = -1  # the stored-change count `stored` was read at
             while True:
@@ -155,6 +159,7 @@ class LocalJobQueue:
                 if update != last:
                     last = update
                     yield update
+                    yielded_at = asyncio.get_running_loop().time()
                 if record.final:
                     return
                 # Only a queued job's watchers care that the queue moved.
@@ -167,6 +172,8 @@ class LocalJobQueue:
                         task.cancel()
                 if not changed.is_set() and not order_changed.is_set():
                     seen = -1  # the fallback: re-read anyway
+                elif not changed.is_set():
+                    await _coalesce_moves(changed, yielded_at)
         finally:
             self._notifier.leave(job_id)
 
@@ -318,6 +325,14 @@ class LocalJobQueue:
 
     def _log_end(self, job_id: str, how: str, started: float) -> None:
         log.info("job %s %s after %.2f s", job_id, how, time.perf_counter() - started)
+
+
+async def _coalesce_moves(changed: asyncio.Event, yielded_at: float) -> None:
+    """Only the queue moved: wait out the rest of POSITION_INTERVAL_S since the last update, unless the job changes."""
+    left = yielded_at + POSITION_INTERVAL_S - asyncio.get_running_loop().time()
+    if left > 0:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(changed.wait(), left)
 
 
 def script_of(result: PipelineResult) -> dict[str, Any]:

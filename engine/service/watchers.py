@@ -1,4 +1,11 @@
-"""What LocalJobQueue's watchers wait on: the queued ids in order, per-job wake-ups and live progress."""
+"""What LocalJobQueue's watchers wait on: the queued ids in order, per-job wake-ups and live progress.
+
+Watchers get the same JSON on every change (queue position, stage, fraction), with one exception:
+a queued job's position alone is sent at most once per POSITION_INTERVAL_S (100 ms, in
+local_queue.py). When jobs start every few milliseconds, each start used to wake and write to every
+queued watcher; a burst of moves within 100 ms now reaches them as one update with the newest
+position. A change to the job itself (status, stage, fraction) is always sent at once.
+"""
 
 from __future__ import annotations
 

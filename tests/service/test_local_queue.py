@@ -132,6 +132,30 @@ class TestLocalJobQueue(QueueContract):
 
         run(scenario())
 
+    def test_a_burst_of_moves_up_the_queue_reaches_watchers_as_one_update(
+        self, service: Any, pipeline: Pipeline, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(local_queue_module, "POSITION_INTERVAL_S", 2.0)  # the burst fits, even on a busy machine
+        held = PausingPipeline(pipeline, pause_at="ocr")
+
+        async def scenario() -> None:
+            async with service(lambda: held, settings) as (queue, _):
+                await queue.submit(new_job("u1"))
+                await held.wait_until_paused()
+                ahead = [(await queue.submit(new_job(f"a{n}"))).job.id for n in range(5)]
+                last = (await queue.submit(new_job("u9"))).job.id
+                watcher = queue.watch(last)
+                assert (await asyncio.wait_for(anext(watcher), WAIT_S)).position == 6
+                pending = asyncio.ensure_future(anext(watcher))  # waiting, as an SSE stream is
+                for job_id in ahead:  # five moves within a few milliseconds
+                    await queue.cancel(job_id)
+                moved = await asyncio.wait_for(pending, WAIT_S)
+                assert moved.position == 1, "one update, with the newest position, not one per move"
+                held.release.set()
+                assert [u async for u in watcher][-1].record.status == "done"
+
+        run(scenario())
+
 
 def broken_in(message: str) -> bool:
     return "failed with an internal error" in message
