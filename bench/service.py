@@ -37,8 +37,12 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.config import load_settings, replace  # noqa: E402
-from engine.pipeline import Pipeline  # noqa: E402
+from engine.config import (  # noqa: E402
+    Settings,  # noqa: E402
+    load_settings,
+    replace,
+)
+from engine.pipeline import STAGES, Pipeline, PipelineResult, ProgressCallback  # noqa: E402
 from engine.types import AnimationOptions  # noqa: E402
 
 TOKEN = "bench-token"
@@ -230,16 +234,58 @@ async def measure(
     }
 
 
+class SleepPipeline(Pipeline):
+    """Bench-only generator that costs no CPU: a real result made once, then handed out after a short sleep.
+
+    With the tiny real pipeline the worker burns a core at high submission rates, so on 2 cores the
+    submit path competes with it; this isolates what the engine itself costs.
+    """
+
+    SECONDS = 0.005
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._made = super().run(meme(0), AnimationOptions())
+
+    def run(self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None) -> PipelineResult:
+        """Report every stage, sleep, and return the result made at start."""
+        for stage in STAGES:
+            if progress is not None:
+                progress(stage, STAGES.index(stage) / len(STAGES))
+        time.sleep(self.SECONDS)
+        return self._made
+
+
+def serve_sleeping(config: Path) -> None:
+    """The engine service with SleepPipeline, as a separate process like `makeitmove serve`."""
+    from aiohttp import web
+
+    from engine.service.app import create_app
+    from engine.service.state import Tokens
+
+    settings = load_settings(config)
+    app = create_app(settings, tokens=Tokens.from_env(), pipeline_factory=SleepPipeline)
+    web.run_app(app, host="127.0.0.1", port=settings.engine.port, print=None, access_log=None)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--serve-sleeping"]:
+        serve_sleeping(Path(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--jobs-per-client", type=int, default=4)
     parser.add_argument("--rate", type=float, default=300.0, help="submissions/s offered in the open-loop phase")
     parser.add_argument("--backlog", type=int, default=100, help="unwatched jobs queued ahead of the watched ones")
+    parser.add_argument(
+        "--generator", choices=("tiny", "sleep"), default="tiny",
+        help="tiny: the real pipeline, OCR off, 2 frames at 64 px; sleep: no CPU (SleepPipeline)",
+    )  # fmt: skip
     args = parser.parse_args()
     exe = shutil.which("makeitmove") or sys.exit("install the package first: pip install -e .")
     images = [meme(seed) for seed in range(8)]
-    bare = baseline(images)
+    # The baseline: the generator alone, timed here (the sleep generator's is its sleep: it uses no CPU)
+    bare = SleepPipeline.SECONDS if args.generator == "sleep" else baseline(images)
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -249,7 +295,10 @@ def main() -> None:
         config.write_text(CONFIG.format(port=port, db=db, tmp=tmp))
         env = {**os.environ, "ENGINE_TOKEN": TOKEN, "ENGINE_ADMIN_TOKEN": TOKEN}
         log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below, after the process
-        server = subprocess.Popen([exe, "serve", "--config", str(config)], env=env, stdout=log, stderr=log)
+        command = [exe, "serve", "--config", str(config)]
+        if args.generator == "sleep":
+            command = [sys.executable, __file__, "--serve-sleeping", str(config)]
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 60
             while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
@@ -267,7 +316,9 @@ def main() -> None:
     quiet = figures["worker cycle per job ms, 0 watchers"]
     watched = figures[f"worker cycle per job ms, {args.clients} SSE"]
     bare_ms = bare * 1000
-    print(f"{args.clients} clients x {args.jobs_per_client} jobs, trivial generator, on {os.cpu_count()} cores")
+    print(
+        f"{args.clients} clients x {args.jobs_per_client} jobs, {args.generator} generator, on {os.cpu_count()} cores"
+    )
     for name, value in figures.items():
         print(f"  {name:<38} {value:10.3f}")
     print(f"  {'bare pipeline per job ms (baseline)':<38} {bare_ms:10.3f}")
