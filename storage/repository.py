@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Row, Select, and_, delete, exists, func, insert, null, or_, select, update
+from sqlalchemy import Integer, Row, Select, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -110,7 +110,7 @@ class Repository:
         # The windows depend on the limits, which are read in the same statement: count with the
         # limits seen last and count again only if an admin changed them in between.
         limits = self._limits_seen
-        row = (await conn.execute(_checks(new, limits, now))).one()
+        row = (await conn.execute(_CHECKS, _check_params(new, limits, now))).one()
         if row.existing is not None:
             job = await self._job_by_key(conn, new.idempotency_key)
             return Submitted(job, created=False)
@@ -119,7 +119,7 @@ class Repository:
         stored = rules.from_json(row.limits, self._default_limits) if row.limits is not None else self._default_limits
         if stored != limits:
             self._limits_seen = limits = stored
-            row = (await conn.execute(_checks(new, limits, now))).one()
+            row = (await conn.execute(_CHECKS, _check_params(new, limits, now))).one()
         usage = rules.Usage(
             user_jobs=row.user_jobs,
             user_leaving=row.user_leaving,
@@ -154,9 +154,10 @@ class Repository:
             started_at=None,
             finished_at=None,
         )
-        await conn.execute(insert(Job).values(**_columns(record)))
+        # Core inserts of statements built once, the values as parameters: cached compiles.
+        await conn.execute(_INSERT_JOB, _columns(record))
         # After the job row: the payload's foreign key needs it.
-        await conn.execute(insert(JobPayload).values(job_id=record.id, image=new.image))
+        await conn.execute(_INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
         return Submitted(record, created=True)
 
     async def _job_by_key(self, conn: AsyncConnection, key: str | None) -> JobRecord:
@@ -425,37 +426,66 @@ class Repository:
             )
 
 
-def _checks(new: NewJob, limits: Limits, now: datetime) -> Select[Any]:
-    """One row: the stored limits, whether the key is known or the user banned, and the usage to check."""
-    user = and_(Job.platform == new.platform, Job.user_id == new.user_id)
-    chat = and_(Job.platform == new.platform, Job.chat_id == new.chat_id)
-    in_user_window = and_(user, Job.created_at > rules.window_start(now, limits.user_window_s))
-    in_chat_window = and_(chat, Job.created_at > rules.window_start(now, limits.chat_window_s))
-    key = new.idempotency_key
+def _build_checks() -> Select[Any]:
+    """One row: the stored limits, whether the key is known or the user banned, and the usage to check.
+
+    Built once with bound parameters (see _check_params): building the statement and its cache key
+    per submission cost more than running it.
+    """
+    platform: Any = bindparam("platform")
+    user_id: Any = bindparam("user_id")
+    chat_id: Any = bindparam("chat_id")
+    user = and_(Job.platform == platform, Job.user_id == user_id)
+    chat = and_(Job.platform == platform, Job.chat_id == chat_id)
+    in_user_window = and_(user, Job.created_at > bindparam("user_since"))
+    in_chat_window = and_(chat, Job.created_at > bindparam("chat_since"))
     return select(
         select(Setting.value).where(Setting.key == "limits").scalar_subquery().label("limits"),
-        (select(Job.seq).where(Job.idempotency_key == key).scalar_subquery() if key is not None else null()).label(
-            "existing"
-        ),
-        exists().where(BanRow.platform == new.platform, BanRow.user_id == new.user_id).label("banned"),
+        # With no key this compares with NULL, which matches nothing: existing is NULL.
+        select(Job.seq).where(Job.idempotency_key == bindparam("key")).scalar_subquery().label("existing"),
+        exists().where(BanRow.platform == platform, BanRow.user_id == user_id).label("banned"),
         _counted(in_user_window).label("user_jobs"),
-        _newest(in_user_window, limits.user_jobs).label("user_leaving"),
+        _newest(in_user_window, "user_skip").label("user_leaving"),
         _counted(user, Job.status.in_(ACTIVE)).label("user_active"),
         _counted(in_chat_window).label("chat_jobs"),
-        _newest(in_chat_window, limits.chat_jobs).label("chat_leaving"),
+        _newest(in_chat_window, "chat_skip").label("chat_leaving"),
         _counted(Job.status == "queued").label("queued"),
     )
+
+
+def _check_params(new: NewJob, limits: Limits, now: datetime) -> dict[str, Any]:
+    """_CHECKS's parameters for this submission under these limits."""
+    return {
+        "platform": new.platform,
+        "user_id": new.user_id,
+        "chat_id": new.chat_id,
+        "key": new.idempotency_key,
+        "user_since": rules.window_start(now, limits.user_window_s),
+        "chat_since": rules.window_start(now, limits.chat_window_s),
+        "user_skip": limits.user_jobs - 1,
+        "chat_skip": limits.chat_jobs - 1,
+    }
 
 
 def _counted(*where: Any) -> Any:
     return select(func.count()).select_from(Job).where(*where).scalar_subquery()
 
 
-def _newest(where: Any, rank: int) -> Any:
-    """The created_at of the rank-th newest job matching `where` (NULL when fewer)."""
+def _newest(where: Any, skip: str) -> Any:
+    """The created_at of the rank-th newest job matching `where` (NULL when fewer); `skip` names rank - 1."""
     return (
-        select(Job.created_at).where(where).order_by(Job.created_at.desc()).limit(1).offset(rank - 1).scalar_subquery()
+        select(Job.created_at)
+        .where(where)
+        .order_by(Job.created_at.desc())
+        .limit(1)
+        .offset(bindparam(skip, type_=Integer()))
+        .scalar_subquery()
     )
+
+
+_CHECKS = _build_checks()
+_INSERT_JOB = insert(Job)
+_INSERT_PAYLOAD = insert(JobPayload)
 
 
 def _columns(record: JobRecord) -> dict[str, Any]:
