@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -124,6 +125,12 @@ def _is_form_data(request: web.Request) -> bool:
     return (mimetype.type, mimetype.subtype) == ("multipart", "form-data")
 
 
+@functools.lru_cache(maxsize=64)
+def _disposition(header: str | None) -> dict[str, str]:
+    """A part's Content-Disposition parameters; bots send the same few headers, and parsing one costs."""
+    return parse_content_disposition(header)[1]
+
+
 async def _parts(request: web.Request) -> list[tuple[str, str | bytes]]:
     """Every part as (name, value): a file part's bytes as sent, a text part decoded by its charset as post() did.
 
@@ -142,7 +149,7 @@ async def _parts(request: web.Request) -> list[tuple[str, str | bytes]]:
             raise Refused(400, "bad_form", "The form has more fields than a job takes.")
         if not isinstance(part, BodyPartReader):
             raise ValueError("nested multipart")
-        _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+        params = _disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
         name = content_disposition_filename(params, "name")
         if name is None:
             raise ValueError("Multipart field missing name.")

@@ -38,6 +38,8 @@ class QueueOrder:
 
     def position(self, job_id: str) -> int | None:
         """1-based place of a queued job, None when it is not queued."""
+        if self._ids and next(reversed(self._ids)) == job_id:
+            return len(self._ids)  # the one just submitted: no need to number the whole queue
         if self._places is None:
             self._places = {job_id: n for n, job_id in enumerate(self._ids, start=1)}
         return self._places.get(job_id)
