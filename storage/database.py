@@ -9,7 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -46,6 +47,22 @@ def create_engine(url: str) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _sqlite_connect)
     event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+def sync_twin(engine: AsyncEngine) -> Engine | None:
+    """A blocking engine on the same SQLite file (same pragmas, BEGIN IMMEDIATE), or None if there is none to share.
+
+    A transaction run whole on one thread costs one hop to the event loop; through aiosqlite each
+    statement (and cursor, fetch, close) is a hop, and a writer holds SQLite's lock across them all.
+    """
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    twin = create_sync_engine(url.set(drivername="sqlite"))
+    event.listen(twin, "connect", _sqlite_connect)
+    event.listen(twin, "begin", _sqlite_begin)
+    return twin.execution_options(**{BEGIN_IMMEDIATE: True})
 
 
 def _sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:

@@ -8,17 +8,32 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Integer, Row, Select, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import limits as rules
-from storage.database import create_engine, migrate, writer
+from storage.database import create_engine, migrate, sync_twin, writer
 from storage.models import BanRow, Job, JobPayload, Setting
 from storage.records import JOB_STATUSES, Ban, JobRecord, Limits, NewJob, Quota, Rejected, Stats, Submitted
 
@@ -50,6 +65,9 @@ class Repository:
         # retrying: 50 concurrent submissions then took seconds. Queueing this process's writers
         # here hands the lock over at once; busy_timeout still covers other processes.
         self._write_lock: asyncio.Lock | None = None if self._postgres else asyncio.Lock()
+        # SQLite files: submissions run whole on one thread of their own (see database.sync_twin).
+        self._sync_writer = sync_twin(engine)
+        self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="makeitmove-submit") if self._sync_writer else None
 
     @classmethod
     async def open(cls, url: str, *, default_limits: Limits) -> Repository:
@@ -64,6 +82,9 @@ class Repository:
 
     async def close(self) -> None:
         """Dispose of the connection pool."""
+        if self._sync_writer is not None and self._sync_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._sync_thread, self._sync_writer.engine.dispose)
+            self._sync_thread.shutdown()
         await self._engine.dispose()
 
     @contextlib.asynccontextmanager
@@ -83,8 +104,13 @@ class Repository:
         """Atomically: idempotency check, ban check, limits (admins exempt), insert. Raises Rejected."""
         at = _aware(now) if now is not None else None
         try:
-            async with self._write_connection() as conn:
-                submitted = await self._submit(conn, new, at)
+            if self._sync_writer is not None:
+                async with self._write_lock or contextlib.nullcontext():
+                    loop = asyncio.get_running_loop()
+                    submitted = await loop.run_in_executor(self._sync_thread, self._submit_blocking, new, at)
+            else:
+                async with self._write_connection() as conn:
+                    submitted = await conn.run_sync(self._submit, new, at)
         except IntegrityError:
             # Only a key reused across users gets here: one user's submissions are serialised.
             existing = await self._by_key(new.idempotency_key) if new.idempotency_key else None
@@ -96,30 +122,37 @@ class Repository:
             log.info("job %s queued for %s user %s in chat %s", job.id, job.platform, job.user_id, job.chat_id)
         return submitted
 
-    async def _submit(self, conn: AsyncConnection, new: NewJob, at: datetime | None) -> Submitted:
-        # Every submission pays for each statement (a thread hop each on aiosqlite), so the checks
-        # are one SELECT of scalar subqueries and the rows go in with two plain inserts.
+    def _submit_blocking(self, new: NewJob, at: datetime | None) -> Submitted:
+        """_submit in its own transaction on the blocking twin engine (on _sync_thread, under the write lock)."""
+        assert self._sync_writer is not None
+        with self._sync_writer.begin() as conn:
+            return self._submit(conn, new, at)
+
+    def _submit(self, conn: Connection, new: NewJob, at: datetime | None) -> Submitted:
+        # Blocking code: on SQLite the whole transaction runs on one thread in one hop (see
+        # database.sync_twin), elsewhere through run_sync. The checks are one SELECT of scalar
+        # subqueries and the rows go in with two plain inserts.
         if self._postgres:
             # SQLite's BEGIN IMMEDIATE already serialises every writer; Postgres needs a lock per
             # user and per chat (always in this order, so two submissions cannot deadlock).
             for space, name in ((USER_LOCK, new.user_id), (CHAT_LOCK, new.chat_id)):
                 key = _lock_key(f"{new.platform}:{name}")
-                await conn.execute(select(func.pg_advisory_xact_lock(space, key)))
+                conn.execute(select(func.pg_advisory_xact_lock(space, key)))
         # Taken under the write lock, so created_at follows the order jobs are stored (and queued) in.
         now = at or _aware(None)
         # The windows depend on the limits, which are read in the same statement: count with the
         # limits seen last and count again only if an admin changed them in between.
         limits = self._limits_seen
-        row = (await conn.execute(_CHECKS, _check_params(new, limits, now))).one()
+        row = (conn.execute(_CHECKS, _check_params(new, limits, now))).one()
         if row.existing is not None:
-            job = await self._job_by_key(conn, new.idempotency_key)
+            job = _record(conn.execute(select(JOBS).where(JOBS.c.idempotency_key == new.idempotency_key)).one())
             return Submitted(job, created=False)
         if row.banned:
             raise Rejected("banned", rules.BANNED)
         stored = rules.from_json(row.limits, self._default_limits) if row.limits is not None else self._default_limits
         if stored != limits:
             self._limits_seen = limits = stored
-            row = (await conn.execute(_CHECKS, _check_params(new, limits, now))).one()
+            row = (conn.execute(_CHECKS, _check_params(new, limits, now))).one()
         usage = rules.Usage(
             user_jobs=row.user_jobs,
             user_leaving=row.user_leaving,
@@ -155,13 +188,10 @@ class Repository:
             finished_at=None,
         )
         # Core inserts of statements built once, the values as parameters: cached compiles.
-        await conn.execute(_INSERT_JOB, _columns(record))
+        conn.execute(_INSERT_JOB, _columns(record))
         # After the job row: the payload's foreign key needs it.
-        await conn.execute(_INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
+        conn.execute(_INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
         return Submitted(record, created=True)
-
-    async def _job_by_key(self, conn: AsyncConnection, key: str | None) -> JobRecord:
-        return _record((await conn.execute(select(JOBS).where(JOBS.c.idempotency_key == key))).one())
 
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
