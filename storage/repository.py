@@ -46,6 +46,8 @@ INTERRUPTED = "The engine restarted while making this animation too many times; 
 USER_LOCK, CHAT_LOCK = 1, 2
 SWEEP_BATCH = 500
 JOBS = Job.__table__
+PAYLOADS = JobPayload.__table__
+SETTINGS = Setting.__table__
 RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
 
 
@@ -223,6 +225,25 @@ class Repository:
         """queued -> running (attempts + 1, started_at, checkpoint recorded); None if it was not queued."""
         values = dict(status="running", attempts=Job.attempts + 1, started_at=_aware(None), checkpoint=checkpoint)
         return await self._transition(job_id, ("queued",), stage=None, fraction=0.0, **values)
+
+    async def take(self, job_id: str) -> tuple[JobRecord, str | None, bytes | None] | None:
+        """A worker's start in one transaction: (job now running, active checkpoint, image); None if not queued.
+
+        start() with the checkpoint read before it and image() after, minus two round trips per job:
+        on SQLite it runs whole on the submissions' thread (see database.sync_twin), queued with them.
+        """
+        now = _aware(None)
+        if self._sync_writer is not None:
+            async with self._write_lock or contextlib.nullcontext():
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._sync_thread, self._take_blocking, job_id, now)
+        async with self._write_connection() as conn:
+            return await conn.run_sync(_take, job_id, now)
+
+    def _take_blocking(self, job_id: str, now: datetime) -> tuple[JobRecord, str | None, bytes | None] | None:
+        assert self._sync_writer is not None
+        with self._sync_writer.begin() as conn:
+            return _take(conn, job_id, now)
 
     async def progress(self, job_id: str, stage: str, fraction: float) -> None:
         """Record the running job's stage and fraction."""
@@ -495,6 +516,24 @@ def _check_params(new: NewJob, limits: Limits, now: datetime) -> dict[str, Any]:
         "user_skip": limits.user_jobs - 1,
         "chat_skip": limits.chat_jobs - 1,
     }
+
+
+def _take(conn: Connection, job_id: str, now: datetime) -> tuple[JobRecord, str | None, bytes | None] | None:
+    stored = conn.scalar(select(SETTINGS.c.value).where(SETTINGS.c.key == "active_checkpoint"))
+    checkpoint = str(stored) if stored is not None else None
+    row = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="running", attempts=Job.attempts + 1, started_at=now, checkpoint=checkpoint, stage=None,
+            fraction=0.0,
+        )
+        .returning(*JOBS.c)
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    image = conn.scalar(select(PAYLOADS.c.image).where(PAYLOADS.c.job_id == job_id))
+    return _record(row), checkpoint, image
 
 
 def _counted(*where: Any) -> Any:

@@ -184,10 +184,10 @@ class LocalJobQueue:
             return record
         return dataclasses.replace(record, stage=live[0], fraction=live[1])
 
-    async def _started(self, job_id: str, checkpoint: str | None) -> JobRecord | None:
-        """queued -> running, and out of the queue order (whether or not it was still queued)."""
+    async def _taken(self, job_id: str) -> tuple[JobRecord, str | None, bytes | None] | None:
+        """queued -> running with the active checkpoint, and its image; out of the queue order either way."""
         try:
-            return await self.repository.start(job_id, checkpoint=checkpoint)
+            return await self.repository.take(job_id)
         finally:
             self._order.remove(job_id)
 
@@ -241,11 +241,12 @@ class LocalJobQueue:
             if job_id in self._cancelled:
                 log.info("job %s skipped: cancelled while queued", job_id)
                 return runner
-        # Read at job start, so a switch applies between jobs and each job records what it ran with.
-        checkpoint = self._call(self.repository.active_checkpoint)
-        record = self._call(lambda: self._started(job_id, checkpoint), changes=job_id)
-        if record is None:
+        # The checkpoint is read at job start, so a switch applies between jobs and each job records
+        # what it ran with; one transaction also starts the job and hands over its image.
+        taken = self._call(lambda: self._taken(job_id), changes=job_id)
+        if taken is None:
             return runner  # cancelled, finished or queued twice: nothing to do
+        record, checkpoint, data = taken
         started = time.perf_counter()
         waited = (record.started_at - record.created_at).total_seconds() if record.started_at else 0.0
         log.info(
@@ -256,7 +257,6 @@ class LocalJobQueue:
         try:
             if checkpoint is not None:
                 self.registry.resolve(checkpoint)
-            data = self._call(lambda: self.repository.image(job_id))
             if data is None:
                 raise UserError("The picture for this job is no longer kept; send it again.", code="image_expired")
             if runner is None:
