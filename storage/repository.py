@@ -7,10 +7,10 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 from sqlalchemy import (
@@ -38,6 +38,7 @@ from storage.models import BanRow, Job, JobPayload, Setting
 from storage.records import JOB_STATUSES, Ban, JobRecord, Limits, NewJob, Quota, Rejected, Stats, Submitted
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
@@ -232,18 +233,21 @@ class Repository:
         start() with the checkpoint read before it and image() after, minus two round trips per job:
         on SQLite it runs whole on the submissions' thread (see database.sync_twin), queued with them.
         """
-        now = _aware(None)
-        if self._sync_writer is not None:
-            async with self._write_lock or contextlib.nullcontext():
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._sync_thread, self._take_blocking, job_id, now)
-        async with self._write_connection() as conn:
-            return await conn.run_sync(_take, job_id, now)
+        return await self._blocking(_take, job_id, _aware(None))
 
-    def _take_blocking(self, job_id: str, now: datetime) -> tuple[JobRecord, str | None, bytes | None] | None:
-        assert self._sync_writer is not None
-        with self._sync_writer.begin() as conn:
-            return _take(conn, job_id, now)
+    async def _blocking(self, transaction: Callable[..., T], *args: Any) -> T:
+        """transaction(conn, *args) as one write transaction of blocking code; on SQLite, whole on _sync_thread."""
+        if self._sync_writer is None:
+            async with self._write_connection() as conn:
+                return await conn.run_sync(transaction, *args)
+        writer = self._sync_writer
+
+        def run() -> T:
+            with writer.begin() as conn:
+                return transaction(conn, *args)
+
+        async with self._write_lock or contextlib.nullcontext():
+            return await asyncio.get_running_loop().run_in_executor(self._sync_thread, run)
 
     async def progress(self, job_id: str, stage: str, fraction: float) -> None:
         """Record the running job's stage and fraction."""
@@ -255,25 +259,7 @@ class Repository:
         self, job_id: str, *, data: bytes, format: str, script: dict, timings: dict[str, float]
     ) -> JobRecord | None:
         """running -> done with its result bytes; None if it was no longer running (e.g. cancelled)."""
-        async with self._write() as session:
-            job = await session.scalar(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running")
-                .values(
-                    status="done",
-                    fraction=1.0,
-                    script=dict(script),
-                    timings=dict(timings),
-                    result_format=format,
-                    result_bytes=len(data),
-                    finished_at=_aware(None),
-                )
-                .returning(Job)
-            )
-            if job is None:
-                return None
-            await session.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
-            return job.record()
+        return await self._blocking(_finish, job_id, data, format, dict(script), dict(timings))
 
     async def fail(self, job_id: str, *, code: str, message: str) -> JobRecord | None:
         """queued/running -> failed with a message a chat user can read; None if already final."""
@@ -534,6 +520,24 @@ def _take(conn: Connection, job_id: str, now: datetime) -> tuple[JobRecord, str 
         return None
     image = conn.scalar(select(PAYLOADS.c.image).where(PAYLOADS.c.job_id == job_id))
     return _record(row), checkpoint, image
+
+
+def _finish(
+    conn: Connection, job_id: str, data: bytes, format: str, script: dict, timings: dict[str, float]
+) -> JobRecord | None:
+    row = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(
+            status="done", fraction=1.0, script=script, timings=timings, result_format=format,
+            result_bytes=len(data), finished_at=_aware(None),
+        )
+        .returning(*JOBS.c)
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    conn.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
+    return _record(row)
 
 
 def _counted(*where: Any) -> Any:
