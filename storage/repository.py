@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
 
 from sqlalchemy import (
     Connection,
-    Integer,
-    Row,
-    Select,
     and_,
-    bindparam,
     delete,
-    exists,
     func,
-    insert,
     or_,
     select,
     update,
@@ -36,20 +28,30 @@ from storage import limits as rules
 from storage.database import create_engine, migrate, sync_twin, writer
 from storage.models import BanRow, Job, JobPayload, Setting
 from storage.records import JOB_STATUSES, Ban, JobRecord, Limits, NewJob, Quota, Rejected, Stats, Submitted
+from storage.statements import (
+    ACTIVE,
+    CHAT_LOCK,
+    CHECKS,
+    FINAL,
+    INSERT_JOB,
+    INSERT_PAYLOAD,
+    INTERRUPTED,
+    JOBS,
+    SWEEP_BATCH,
+    USER_LOCK,
+    check_params,
+    count_jobs,
+    finish_job,
+    job_columns,
+    job_record,
+    lock_key,
+    read_active_checkpoint,
+    take_job,
+    utc,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-ACTIVE = ("queued", "running")
-FINAL = ("done", "failed", "cancelled")
-INTERRUPTED = "The engine restarted while making this animation too many times; please try again."
-# Namespaces of the two-key Postgres advisory locks that serialise one user's (one chat's) submissions.
-USER_LOCK, CHAT_LOCK = 1, 2
-SWEEP_BATCH = 500
-JOBS = Job.__table__
-PAYLOADS = JobPayload.__table__
-SETTINGS = Setting.__table__
-RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
 
 
 class Repository:
@@ -105,7 +107,7 @@ class Repository:
     # --- jobs -------------------------------------------------------------------------------
     async def submit(self, new: NewJob, *, now: datetime | None = None) -> Submitted:
         """Atomically: idempotency check, ban check, limits (admins exempt), insert. Raises Rejected."""
-        at = _aware(now) if now is not None else None
+        at = utc(now) if now is not None else None
         try:
             if self._sync_writer is not None:
                 async with self._write_lock or contextlib.nullcontext():
@@ -139,23 +141,23 @@ class Repository:
             # SQLite's BEGIN IMMEDIATE already serialises every writer; Postgres needs a lock per
             # user and per chat (always in this order, so two submissions cannot deadlock).
             for space, name in ((USER_LOCK, new.user_id), (CHAT_LOCK, new.chat_id)):
-                key = _lock_key(f"{new.platform}:{name}")
+                key = lock_key(f"{new.platform}:{name}")
                 conn.execute(select(func.pg_advisory_xact_lock(space, key)))
         # Taken under the write lock, so created_at follows the order jobs are stored (and queued) in.
-        now = at or _aware(None)
+        now = at or utc(None)
         # The windows depend on the limits, which are read in the same statement: count with the
         # limits seen last and count again only if an admin changed them in between.
         limits = self._limits_seen
-        row = (conn.execute(_CHECKS, _check_params(new, limits, now))).one()
+        row = (conn.execute(CHECKS, check_params(new, limits, now))).one()
         if row.existing is not None:
-            job = _record(conn.execute(select(JOBS).where(JOBS.c.idempotency_key == new.idempotency_key)).one())
+            job = job_record(conn.execute(select(JOBS).where(JOBS.c.idempotency_key == new.idempotency_key)).one())
             return Submitted(job, created=False)
         if row.banned:
             raise Rejected("banned", rules.BANNED)
         stored = rules.from_json(row.limits, self._default_limits) if row.limits is not None else self._default_limits
         if stored != limits:
             self._limits_seen = limits = stored
-            row = (conn.execute(_CHECKS, _check_params(new, limits, now))).one()
+            row = (conn.execute(CHECKS, check_params(new, limits, now))).one()
         usage = rules.Usage(
             user_jobs=row.user_jobs,
             user_leaving=row.user_leaving,
@@ -191,9 +193,9 @@ class Repository:
             finished_at=None,
         )
         # Core inserts of statements built once, the values as parameters: cached compiles.
-        conn.execute(_INSERT_JOB, _columns(record))
+        conn.execute(INSERT_JOB, job_columns(record))
         # After the job row: the payload's foreign key needs it.
-        conn.execute(_INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
+        conn.execute(INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
         return Submitted(record, created=True)
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -209,7 +211,7 @@ class Repository:
             if row is None or row.status != "queued":
                 return None
             ahead = or_(Job.created_at < row.created_at, and_(Job.created_at == row.created_at, Job.seq < row.seq))
-            return await _count(session, Job.status == "queued", ahead) + 1
+            return await count_jobs(session, Job.status == "queued", ahead) + 1
 
     async def queued_ids(self) -> list[str]:
         """Every queued job id, oldest first."""
@@ -224,7 +226,7 @@ class Repository:
 
     async def start(self, job_id: str, *, checkpoint: str | None) -> JobRecord | None:
         """queued -> running (attempts + 1, started_at, checkpoint recorded); None if it was not queued."""
-        values = dict(status="running", attempts=Job.attempts + 1, started_at=_aware(None), checkpoint=checkpoint)
+        values = dict(status="running", attempts=Job.attempts + 1, started_at=utc(None), checkpoint=checkpoint)
         return await self._transition(job_id, ("queued",), stage=None, fraction=0.0, **values)
 
     async def take(self, job_id: str) -> tuple[JobRecord, str | None, bytes | None] | None:
@@ -233,7 +235,7 @@ class Repository:
         start() with the checkpoint read before it and image() after, minus two round trips per job:
         on SQLite it runs whole on the submissions' thread (see database.sync_twin), queued with them.
         """
-        return await self._blocking(_take, job_id, _aware(None))
+        return await self._blocking(take_job, job_id, utc(None))
 
     async def _blocking(self, transaction: Callable[..., T], *args: Any) -> T:
         """transaction(conn, *args) as one write transaction of blocking code; on SQLite, whole on _sync_thread."""
@@ -259,19 +261,19 @@ class Repository:
         self, job_id: str, *, data: bytes, format: str, script: dict, timings: dict[str, float]
     ) -> JobRecord | None:
         """running -> done with its result bytes; None if it was no longer running (e.g. cancelled)."""
-        return await self._blocking(_finish, job_id, data, format, dict(script), dict(timings))
+        return await self._blocking(finish_job, job_id, data, format, dict(script), dict(timings))
 
     async def fail(self, job_id: str, *, code: str, message: str) -> JobRecord | None:
         """queued/running -> failed with a message a chat user can read; None if already final."""
         return await self._transition(
-            job_id, ACTIVE, status="failed", error_code=code, error=message, finished_at=_aware(None)
+            job_id, ACTIVE, status="failed", error_code=code, error=message, finished_at=utc(None)
         )
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """queued/running -> cancelled; returns the job as it is now (unchanged if already final), None if unknown."""
         async with self._write() as session:
             query = update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
-            job = await session.scalar(query.values(status="cancelled", finished_at=_aware(None)).returning(Job))
+            job = await session.scalar(query.values(status="cancelled", finished_at=utc(None)).returning(Job))
             if job is None:
                 job = await session.scalar(select(Job).where(Job.id == job_id))
             return job.record() if job is not None else None
@@ -304,7 +306,7 @@ class Repository:
             for job in running:
                 if job.attempts >= max_attempts:
                     job.status, job.error_code, job.error = "failed", "interrupted", INTERRUPTED
-                    job.finished_at = _aware(None)
+                    job.finished_at = utc(None)
                     failed.append(job.id)
                 else:
                     job.status, job.stage, job.fraction, job.started_at = "queued", None, 0.0, None
@@ -317,7 +319,7 @@ class Repository:
 
     async def sweep(self, *, retention_days: float, now: datetime | None = None) -> int:
         """Delete results and images of jobs that ended more than retention_days ago; the rows stay."""
-        cutoff = _aware(now) - timedelta(days=retention_days)
+        cutoff = utc(now) - timedelta(days=retention_days)
         swept = 0
         while True:
             async with self._write() as session:
@@ -350,7 +352,7 @@ class Repository:
 
     async def quota(self, platform: str, user_id: str, *, now: datetime | None = None) -> Quota:
         """What the user has left under the limits in force."""
-        now = _aware(now)
+        now = utc(now)
         async with self._reader() as session:
             limits = await self._limits(session)
             times = await self._user_times(session, platform, user_id, limits, now)
@@ -369,7 +371,7 @@ class Repository:
         return list(await session.scalars(query))
 
     async def _user_active(self, session: AsyncSession, platform: str, user_id: str) -> int:
-        return await _count(session, Job.platform == platform, Job.user_id == user_id, Job.status.in_(ACTIVE))
+        return await count_jobs(session, Job.platform == platform, Job.user_id == user_id, Job.status.in_(ACTIVE))
 
     async def _by_key(self, key: str) -> JobRecord | None:
         async with self._reader() as session:
@@ -395,7 +397,7 @@ class Repository:
 
     async def ban(self, platform: str, user_id: str, *, reason: str = "") -> Ban:
         """Ban a user (idempotent)."""
-        row = dict(platform=platform, user_id=user_id, reason=reason, created_at=_aware(None))
+        row = dict(platform=platform, user_id=user_id, reason=reason, created_at=utc(None))
         insert = postgresql.insert(BanRow) if self._postgres else sqlite.insert(BanRow)
         async with self._write() as session:
             await session.execute(insert.values(**row).on_conflict_do_nothing())
@@ -420,7 +422,7 @@ class Repository:
     async def active_checkpoint(self) -> str | None:
         """The checkpoint name jobs start with, or None."""
         async with self._reader() as session:
-            return await _active_checkpoint(session)
+            return await read_active_checkpoint(session)
 
     async def set_active_checkpoint(self, name: str | None) -> None:
         """Choose the checkpoint for jobs that start from now on."""
@@ -439,7 +441,7 @@ class Repository:
 
     async def stats(self) -> Stats:
         """Counts for admins and /metrics."""
-        day_ago = _aware(None) - timedelta(days=1)
+        day_ago = utc(None) - timedelta(days=1)
         async with self._reader() as session:
             by_status = dict.fromkeys(JOB_STATUSES, 0)
             for status, n in await session.execute(select(Job.status, func.count()).group_by(Job.status)):
@@ -455,139 +457,9 @@ class Repository:
             return Stats(
                 jobs_by_status=by_status,
                 queue_depth=by_status["queued"],
-                jobs_last_24h=await _count(session, Job.created_at > day_ago),
+                jobs_last_24h=await count_jobs(session, Job.created_at > day_ago),
                 users_last_24h=await session.scalar(select(func.count()).select_from(users)) or 0,
                 bans=await session.scalar(select(func.count()).select_from(BanRow)) or 0,
-                active_checkpoint=await _active_checkpoint(session),
+                active_checkpoint=await read_active_checkpoint(session),
                 mean_seconds_last_100=sum(seconds) / len(seconds) if seconds else None,
             )
-
-
-def _build_checks() -> Select[Any]:
-    """One row: the stored limits, whether the key is known or the user banned, and the usage to check.
-
-    Built once with bound parameters (see _check_params): building the statement and its cache key
-    per submission cost more than running it.
-    """
-    platform: Any = bindparam("platform")
-    user_id: Any = bindparam("user_id")
-    chat_id: Any = bindparam("chat_id")
-    user = and_(Job.platform == platform, Job.user_id == user_id)
-    chat = and_(Job.platform == platform, Job.chat_id == chat_id)
-    in_user_window = and_(user, Job.created_at > bindparam("user_since"))
-    in_chat_window = and_(chat, Job.created_at > bindparam("chat_since"))
-    return select(
-        select(Setting.value).where(Setting.key == "limits").scalar_subquery().label("limits"),
-        # With no key this compares with NULL, which matches nothing: existing is NULL.
-        select(Job.seq).where(Job.idempotency_key == bindparam("key")).scalar_subquery().label("existing"),
-        exists().where(BanRow.platform == platform, BanRow.user_id == user_id).label("banned"),
-        _counted(in_user_window).label("user_jobs"),
-        _newest(in_user_window, "user_skip").label("user_leaving"),
-        _counted(user, Job.status.in_(ACTIVE)).label("user_active"),
-        _counted(in_chat_window).label("chat_jobs"),
-        _newest(in_chat_window, "chat_skip").label("chat_leaving"),
-        _counted(Job.status == "queued").label("queued"),
-    )
-
-
-def _check_params(new: NewJob, limits: Limits, now: datetime) -> dict[str, Any]:
-    """_CHECKS's parameters for this submission under these limits."""
-    return {
-        "platform": new.platform,
-        "user_id": new.user_id,
-        "chat_id": new.chat_id,
-        "key": new.idempotency_key,
-        "user_since": rules.window_start(now, limits.user_window_s),
-        "chat_since": rules.window_start(now, limits.chat_window_s),
-        "user_skip": limits.user_jobs - 1,
-        "chat_skip": limits.chat_jobs - 1,
-    }
-
-
-def _take(conn: Connection, job_id: str, now: datetime) -> tuple[JobRecord, str | None, bytes | None] | None:
-    stored = conn.scalar(select(SETTINGS.c.value).where(SETTINGS.c.key == "active_checkpoint"))
-    checkpoint = str(stored) if stored is not None else None
-    row = conn.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(
-            status="running", attempts=Job.attempts + 1, started_at=now, checkpoint=checkpoint, stage=None,
-            fraction=0.0,
-        )
-        .returning(*JOBS.c)
-    ).first()  # fmt: skip
-    if row is None:
-        return None
-    image = conn.scalar(select(PAYLOADS.c.image).where(PAYLOADS.c.job_id == job_id))
-    return _record(row), checkpoint, image
-
-
-def _finish(
-    conn: Connection, job_id: str, data: bytes, format: str, script: dict, timings: dict[str, float]
-) -> JobRecord | None:
-    row = conn.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == "running")
-        .values(
-            status="done", fraction=1.0, script=script, timings=timings, result_format=format,
-            result_bytes=len(data), finished_at=_aware(None),
-        )
-        .returning(*JOBS.c)
-    ).first()  # fmt: skip
-    if row is None:
-        return None
-    conn.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
-    return _record(row)
-
-
-def _counted(*where: Any) -> Any:
-    return select(func.count()).select_from(Job).where(*where).scalar_subquery()
-
-
-def _newest(where: Any, skip: str) -> Any:
-    """The created_at of the rank-th newest job matching `where` (NULL when fewer); `skip` names rank - 1."""
-    return (
-        select(Job.created_at)
-        .where(where)
-        .order_by(Job.created_at.desc())
-        .limit(1)
-        .offset(bindparam(skip, type_=Integer()))
-        .scalar_subquery()
-    )
-
-
-_CHECKS = _build_checks()
-_INSERT_JOB = insert(Job)
-_INSERT_PAYLOAD = insert(JobPayload)
-
-
-def _columns(record: JobRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in RECORD_FIELDS}
-
-
-def _record(row: Row[Any]) -> JobRecord:
-    values = {name: getattr(row, name) for name in RECORD_FIELDS}
-    values["fraction"] = float(values["fraction"])
-    values["options"] = dict(values["options"])
-    return JobRecord(**values)
-
-
-async def _count(session: AsyncSession, *where: Any) -> int:
-    return await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-
-
-async def _active_checkpoint(session: AsyncSession) -> str | None:
-    stored = await session.get(Setting, "active_checkpoint")
-    return str(stored.value) if stored is not None else None
-
-
-def _aware(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(timezone.utc)
-    if now.tzinfo is None:
-        raise ValueError(f"now must be timezone-aware, not {now!r}")
-    return now.astimezone(timezone.utc)
-
-
-def _lock_key(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)

@@ -1,0 +1,168 @@
+"""Prebuilt SQL, row conversion and the blocking transactions the repository runs on its writer thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import limits as rules
+from storage.models import BanRow, Job, JobPayload, Setting
+from storage.records import JobRecord, Limits, NewJob
+
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "cancelled")
+INTERRUPTED = "The engine restarted while making this animation too many times; please try again."
+# Namespaces of the two-key Postgres advisory locks that serialise one user's (one chat's) submissions.
+USER_LOCK, CHAT_LOCK = 1, 2
+SWEEP_BATCH = 500
+JOBS = Job.__table__
+PAYLOADS = JobPayload.__table__
+SETTINGS = Setting.__table__
+RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
+
+
+def build_checks() -> Select[Any]:
+    """One row: the stored limits, whether the key is known or the user banned, and the usage to check.
+
+    Built once with bound parameters (see check_params): building the statement and its cache key
+    per submission cost more than running it.
+    """
+    platform: Any = bindparam("platform")
+    user_id: Any = bindparam("user_id")
+    chat_id: Any = bindparam("chat_id")
+    user = and_(Job.platform == platform, Job.user_id == user_id)
+    chat = and_(Job.platform == platform, Job.chat_id == chat_id)
+    in_user_window = and_(user, Job.created_at > bindparam("user_since"))
+    in_chat_window = and_(chat, Job.created_at > bindparam("chat_since"))
+    return select(
+        select(Setting.value).where(Setting.key == "limits").scalar_subquery().label("limits"),
+        # With no key this compares with NULL, which matches nothing: existing is NULL.
+        select(Job.seq).where(Job.idempotency_key == bindparam("key")).scalar_subquery().label("existing"),
+        exists().where(BanRow.platform == platform, BanRow.user_id == user_id).label("banned"),
+        counted(in_user_window).label("user_jobs"),
+        newest_time(in_user_window, "user_skip").label("user_leaving"),
+        counted(user, Job.status.in_(ACTIVE)).label("user_active"),
+        counted(in_chat_window).label("chat_jobs"),
+        newest_time(in_chat_window, "chat_skip").label("chat_leaving"),
+        counted(Job.status == "queued").label("queued"),
+    )
+
+
+def check_params(new: NewJob, limits: Limits, now: datetime) -> dict[str, Any]:
+    """CHECKS's parameters for this submission under these limits."""
+    return {
+        "platform": new.platform,
+        "user_id": new.user_id,
+        "chat_id": new.chat_id,
+        "key": new.idempotency_key,
+        "user_since": rules.window_start(now, limits.user_window_s),
+        "chat_since": rules.window_start(now, limits.chat_window_s),
+        "user_skip": limits.user_jobs - 1,
+        "chat_skip": limits.chat_jobs - 1,
+    }
+
+
+def take_job(conn: Connection, job_id: str, now: datetime) -> tuple[JobRecord, str | None, bytes | None] | None:
+    stored = conn.scalar(select(SETTINGS.c.value).where(SETTINGS.c.key == "active_checkpoint"))
+    checkpoint = str(stored) if stored is not None else None
+    row = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="running", attempts=Job.attempts + 1, started_at=now, checkpoint=checkpoint, stage=None,
+            fraction=0.0,
+        )
+        .returning(*JOBS.c)
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    image = conn.scalar(select(PAYLOADS.c.image).where(PAYLOADS.c.job_id == job_id))
+    return job_record(row), checkpoint, image
+
+
+def finish_job(
+    conn: Connection, job_id: str, data: bytes, format: str, script: dict, timings: dict[str, float]
+) -> JobRecord | None:
+    row = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(
+            status="done", fraction=1.0, script=script, timings=timings, result_format=format,
+            result_bytes=len(data), finished_at=utc(None),
+        )
+        .returning(*JOBS.c)
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    conn.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
+    return job_record(row)
+
+
+def counted(*where: Any) -> Any:
+    return select(func.count()).select_from(Job).where(*where).scalar_subquery()
+
+
+def newest_time(where: Any, skip: str) -> Any:
+    """The created_at of the rank-th newest job matching `where` (NULL when fewer); `skip` names rank - 1."""
+    return (
+        select(Job.created_at)
+        .where(where)
+        .order_by(Job.created_at.desc())
+        .limit(1)
+        .offset(bindparam(skip, type_=Integer()))
+        .scalar_subquery()
+    )
+
+
+CHECKS = build_checks()
+INSERT_JOB = insert(Job)
+INSERT_PAYLOAD = insert(JobPayload)
+
+
+def job_columns(record: JobRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in RECORD_FIELDS}
+
+
+def job_record(row: Row[Any]) -> JobRecord:
+    values = {name: getattr(row, name) for name in RECORD_FIELDS}
+    values["fraction"] = float(values["fraction"])
+    values["options"] = dict(values["options"])
+    return JobRecord(**values)
+
+
+async def count_jobs(session: AsyncSession, *where: Any) -> int:
+    return await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+
+
+async def read_active_checkpoint(session: AsyncSession) -> str | None:
+    stored = await session.get(Setting, "active_checkpoint")
+    return str(stored.value) if stored is not None else None
+
+
+def utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, not {now!r}")
+    return now.astimezone(timezone.utc)
+
+
+def lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
