@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,6 +25,19 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.records import Ban, JobRecord
+
+RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
+
+
+def job_record(source: Any) -> JobRecord:
+    """A JobRecord from anything with the job's columns as attributes: an ORM Job or a Core row."""
+    values = {name: getattr(source, name) for name in RECORD_FIELDS}
+    values["fraction"] = float(values["fraction"])  # SQLite's RETURNING can hand back 0.0 as the integer 0
+    values["options"] = dict(values["options"])
+    for name in ("script", "timings"):  # copies, so a caller can't change what another one holds
+        values[name] = dict(values[name]) if values[name] is not None else None
+    return JobRecord(**values)
+
 
 # Named constraints so Alembic can alter them later on every backend (SQLite batch mode needs names).
 NAMING = {
@@ -106,31 +120,7 @@ class Job(Base):
 
     def record(self) -> JobRecord:
         """The row as the frozen dataclass the repository hands out."""
-        return JobRecord(
-            id=self.id,
-            status=self.status,
-            platform=self.platform,
-            user_id=self.user_id,
-            chat_id=self.chat_id,
-            is_admin=self.is_admin,
-            options=dict(self.options),
-            seed=self.seed,
-            idempotency_key=self.idempotency_key,
-            attempts=self.attempts,
-            stage=self.stage,
-            fraction=float(self.fraction),  # SQLite's RETURNING can hand back 0.0 as the integer 0
-            error_code=self.error_code,
-            error=self.error,
-            script=dict(self.script) if self.script is not None else None,
-            timings=dict(self.timings) if self.timings is not None else None,
-            checkpoint=self.checkpoint,
-            result_format=self.result_format,
-            result_bytes=self.result_bytes,
-            result_expired=self.result_expired,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-        )
+        return job_record(self)
 
 
 class JobPayload(Base):

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from storage import limits as rules
 from storage.database import create_engine, migrate, sync_twin, writer
-from storage.models import BanRow, Job, JobPayload, Setting
+from storage.models import BanRow, Job, JobPayload, Setting, job_record
 from storage.records import JOB_STATUSES, Ban, JobRecord, Limits, NewJob, Quota, Rejected, Stats, Submitted
 from storage.statements import (
     ACTIVE,
@@ -43,7 +43,6 @@ from storage.statements import (
     count_jobs,
     finish_job,
     job_columns,
-    job_record,
     lock_key,
     read_active_checkpoint,
     take_job,

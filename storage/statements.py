@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from datetime import datetime, timezone
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Integer,
-    Row,
     Select,
     and_,
     bindparam,
@@ -23,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import limits as rules
-from storage.models import BanRow, Job, JobPayload, Setting
+from storage.models import RECORD_FIELDS, BanRow, Job, JobPayload, Setting, job_record
 from storage.records import JobRecord, Limits, NewJob
 
 ACTIVE = ("queued", "running")
@@ -35,7 +33,6 @@ SWEEP_BATCH = 500
 JOBS = Job.__table__
 PAYLOADS = JobPayload.__table__
 SETTINGS = Setting.__table__
-RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
 
 
 def build_checks() -> Select[Any]:
@@ -138,13 +135,6 @@ INSERT_PAYLOAD = insert(JobPayload)
 
 def job_columns(record: JobRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in RECORD_FIELDS}
-
-
-def job_record(row: Row[Any]) -> JobRecord:
-    values = {name: getattr(row, name) for name in RECORD_FIELDS}
-    values["fraction"] = float(values["fraction"])
-    values["options"] = dict(values["options"])
-    return JobRecord(**values)
 
 
 async def count_jobs(session: AsyncSession, *where: Any) -> int:
