@@ -112,6 +112,19 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True)
+class DiscordSettings:
+    """The Discord bot (`makeitmove bot discord`); its token comes from DISCORD_TOKEN."""
+
+    admins: tuple[int, ...]
+    dev_guild: int
+    reply_trigger: bool
+    edit_interval_s: float
+    state_file: str
+    api_base_url: str
+    gateway_url: str
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     """Where history, limits and results live."""
 
@@ -178,6 +191,7 @@ class Settings:
     limits: LimitsSettings
     checkpoints: CheckpointSettings
     telegram: TelegramSettings
+    discord: DiscordSettings
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -196,7 +210,7 @@ POSITIVE = (
     "detext.inpaint_radius", "encode.colors", "engine.port", "engine.max_body_bytes", "engine.sse_keepalive_s",
     "storage.retention_days", "storage.sweep_interval_s", "queue.max_attempts", "limits.queue_max",
     "telegram.webhook_port", "telegram.edits_per_minute", "limits.user.jobs", "limits.user.window_s",
-    "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s",
+    "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s", "discord.edit_interval_s",
 )  # fmt: skip
 
 
