@@ -19,7 +19,7 @@ from engine.intake import Intake
 from engine.ocr import Ocr
 from engine.postprocess import Postprocess
 from engine.synthesize import Synthesize
-from engine.types import CAMERAS, MOTION_LEVELS, AnimationOptions, Encoded, OcrResult, SceneInfo, Script
+from engine.types import CAMERAS, MOTION_LEVELS, AnimationOptions, Encoded, Frames, OcrResult, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,10 @@ class Pipeline:
             raise UserError(f"The camera option must be one of {choices}; {resolved.camera} isn't.", code="bad_option")
         if resolved.format not in FORMATS:
             raise UserError(f"The format must be gif, mp4 or webp, not {resolved.format}.", code="bad_option")
+        if resolved.fallback_format is not None and resolved.fallback_format not in FORMATS:
+            raise UserError(
+                f"The fallback format must be gif, mp4 or webp, not {resolved.fallback_format}.", code="bad_option"
+            )
         if resolved.max_bytes is None or resolved.max_bytes < 1:
             raise UserError("The size budget (max bytes) must be a positive number.", code="bad_option")
         if resolved.prompt is not None and len(resolved.prompt) > MAX_PROMPT_CHARS:
@@ -139,7 +143,7 @@ class Pipeline:
         # 8. encode to the byte budget
         with stage("encode"):
             assert options.format is not None and options.max_bytes is not None  # set by resolve()
-            encoded = self.encode(frames, format=options.format, max_bytes=options.max_bytes)
+            encoded = self._encode(frames, options)
         timings["total"] = round(time.perf_counter() - started, 4)
         if progress is not None:
             progress("done", 1.0)
@@ -150,3 +154,32 @@ class Pipeline:
         )  # fmt: skip
         backends = dict(self.backends, encode=encoded.format)
         return PipelineResult(encoded, ocr, scene, script, options, backends, timings)
+
+    def _encode(self, frames: Frames, options: AnimationOptions) -> Encoded:
+        """The asked-for format; the fallback format instead when the first fits only by losing too much."""
+        assert options.format is not None and options.max_bytes is not None  # set by resolve()
+        fallback = options.fallback_format
+        try:
+            encoded = self.encode(frames, format=options.format, max_bytes=options.max_bytes)
+        except UserError as exc:
+            if fallback is None or fallback == options.format or exc.code != "too_large":
+                raise
+            log.info("%s can't meet %d bytes; encoding %s instead", options.format, options.max_bytes, fallback)
+            return self.encode(frames, format=fallback, max_bytes=options.max_bytes)
+        if fallback is None or fallback == options.format or acceptable(encoded, frames.fps):
+            return encoded
+        other = self.encode(frames, format=fallback, max_bytes=options.max_bytes)
+        if (other.width, other.height) > (encoded.width, encoded.height) or (
+            (other.width, other.height) == (encoded.width, encoded.height) and other.fps > encoded.fps
+        ):
+            log.info(
+                "%s fit %d bytes only as %s; sending %s", encoded.format, options.max_bytes, encoded.fitted, fallback
+            )
+            return other
+        return encoded
+
+
+def acceptable(encoded: Encoded, fps: float) -> bool:
+    """The fit kept the picture's size and at least half its frame rate (fewer colours or lossier is fine)."""
+    shrunk = any(concession.startswith("size=") for concession in encoded.fitted)
+    return not shrunk and encoded.fps >= fps / 2

@@ -166,4 +166,7 @@ class AnimationOptions:
     size: int | None = None  # the output's longer side, px
     format: str | None = None  # "gif", "mp4" or "webp"
     max_bytes: int | None = None
+    # Encoded instead when `format` meets max_bytes only by shrinking the picture or halving the frame rate:
+    # a chat whose upload limit is small gets a sharp MP4 rather than a postage-stamp GIF.
+    fallback_format: str | None = None
     seed: int = 0

@@ -35,6 +35,9 @@ class JobOptions(Strict):
     camera: Camera | None = None
     format: Format | None = None
     max_bytes: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the result's byte budget (always met)")
+    fallback_format: Format | None = Field(
+        default=None, description="sent instead when `format` fits max_bytes only by shrinking the picture or its fps"
+    )
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="same seed, same bytes; random when absent")
     fps: int | None = Field(default=None, ge=LIMITS["fps"][0], le=LIMITS["fps"][1])
     frames: int | None = Field(default=None, ge=LIMITS["frames"][0], le=LIMITS["frames"][1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,7 @@ def test_defaults_come_from_the_settings(pipeline: Pipeline) -> None:
         (AnimationOptions(motion="wild"), "motion option"),
         (AnimationOptions(camera="dolly"), "camera option"),
         (AnimationOptions(format="avi"), "format"),
+        (AnimationOptions(fallback_format="avi"), "fallback format"),
         (AnimationOptions(prompt="x" * 501), "prompt is too long"),
     ],
 )
@@ -91,3 +93,30 @@ def test_real_meme_caption_stays_still_while_the_picture_moves(
     )
     assert np.abs(frames[:, mask] - original[mask]).mean() < 25
     assert scale > 0
+
+
+def test_fallback_format_replaces_a_gif_that_fits_only_by_shrinking(pipeline: Pipeline) -> None:
+    data = EXAMPLE.read_bytes()
+    small = AnimationOptions(frames=8, size=256, seed=3)
+    mp4 = pipeline.run(data, replace(small, format="mp4")).encoded
+    budget = int(len(mp4.data) * 1.2)  # roomy for the MP4, far too tight for a full-size GIF
+    gif_only = pipeline.run(data, replace(small, format="gif", max_bytes=budget)).encoded
+    assert gif_only.format == "gif" and any(c.startswith("size=") for c in gif_only.fitted)
+
+    chosen = pipeline.run(data, replace(small, format="gif", max_bytes=budget, fallback_format="mp4")).encoded
+    assert chosen.format == "mp4" and len(chosen.data) <= budget
+    assert (chosen.width, chosen.height) == (mp4.width, mp4.height) and not chosen.fitted
+
+    roomy = pipeline.run(data, replace(small, format="gif", max_bytes=10**8, fallback_format="mp4")).encoded
+    assert roomy.format == "gif" and not roomy.fitted  # a GIF that fits as it is stays a GIF
+
+
+def test_fallback_format_gives_the_sharper_of_two_shrunk_results_or_a_clear_refusal(pipeline: Pipeline) -> None:
+    data = EXAMPLE.read_bytes()
+    small = AnimationOptions(frames=8, size=256, seed=3, format="gif", fallback_format="mp4")
+    tight = pipeline.run(data, replace(small, fallback_format=None, max_bytes=2000)).encoded
+    chosen = pipeline.run(data, replace(small, max_bytes=2000)).encoded
+    assert len(chosen.data) <= 2000 and chosen.width >= tight.width  # never a smaller picture than the GIF alone
+    with pytest.raises(UserError) as caught:
+        pipeline.run(data, replace(small, max_bytes=300))  # nothing fits: the encoder's own sentence, not a crash
+    assert caught.value.code == "too_large" and "300" in caught.value.message
