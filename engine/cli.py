@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     telegram.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
     telegram.set_defaults(handler=bot_telegram_command)
+    discord = bots.add_parser(
+        "discord", help="the Discord bot",
+        description="Run the Discord bot. Tokens come from DISCORD_TOKEN, ENGINE_TOKEN and ENGINE_ADMIN_TOKEN.",
+    )  # fmt: skip
+    discord.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
+    discord.set_defaults(handler=bot_discord_command)
     return parser
 
 
@@ -197,6 +203,24 @@ def bot_telegram_command(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     if not args.verbose:  # a service logs its job transitions; the CLI's default is quiet
+        logging.getLogger().setLevel(logging.INFO)
+    run(settings, os.environ)
+    return 0
+
+
+def bot_discord_command(args: argparse.Namespace) -> int:
+    """`makeitmove bot discord`: the gateway connection, slash commands, the context menu and buttons."""
+    from engine.config import load_settings
+    from engine.errors import ConfigError
+
+    try:
+        from bot.discord.app import run, token_of
+    except ImportError as exc:  # discord.py is an extra
+        raise ConfigError(f"the Discord bot needs pip install 'makeitmove[discord]' ({exc.name} is missing)") from None
+
+    settings = load_settings(args.config)
+    token_of(os.environ)  # a missing token ends the command before anything starts
+    if not args.verbose:
         logging.getLogger().setLevel(logging.INFO)
     run(settings, os.environ)
     return 0

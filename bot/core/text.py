@@ -64,6 +64,17 @@ SENT_AGAIN = "Here is your animation again (I restarted while sending it; ignore
 LORA_USAGE = "Use /lora to list the checkpoints, /lora use NAME to switch, or /lora off for the base model."
 BAN_USAGE = "Use /ban USER_ID [reason], with the user's numeric id."
 UNBAN_USAGE = "Use /unban USER_ID, with the user's numeric id."
+# Discord: where the meme comes from is an option, a context-menu target or a reply, never a caption.
+DISCORD_NEED_IMAGE = "Attach a meme to /animate, use Apps → Animate meme on a message with an image, or reply to one."
+DISCORD_NO_IMAGE_IN_MESSAGE = "That message has no image I can animate (PNG, JPEG, WebP or GIF)."
+DISCORD_CANT_SEE_REPLY = (
+    "I can't see the image in the message you replied to (this server hasn't given me the Message Content "
+    "intent); use Apps → Animate meme on that message instead."
+)
+DOWNLOAD_FAILED = "I couldn't download that image; please try again."
+IMAGE_GONE = "I can't get that image any more (it was deleted or its link expired); please post it again."
+DISCORD_SEE_BELOW = "Done — your animation is below."
+DISCORD_NO_UPLOAD = "I made the animation but couldn't upload it here (it's too large for this channel)."
 ANIMATE_BUTTON = "✨ Animate"
 OFFER_TEXT = "Want me to animate this meme? Tap the button (or send it with /animate and a prompt)."
 # (action, label) of the buttons under a result; adapters put the action in the button's id.

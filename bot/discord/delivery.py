@@ -1,0 +1,346 @@
+"""A job's life on Discord: submit, "Queued — #3", throttled stage edits, the result with its buttons.
+
+A job's status lives in one message. Started from an interaction, that message is the interaction's
+response, edited through its token for 15 minutes; started by a reply, it is the bot's own reply. Either way
+the state file keeps what is needed to finish the job after a restart: the token (until it dies), the
+channel and the message ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot.core import text
+from bot.core.errors import BotError, EngineError, EngineUnavailable
+from bot.core.models import Job
+from bot.core.options import AnimateRequest
+from bot.discord import media
+from bot.discord.runtime import NONE, PLATFORM, TOKEN_LIFETIME_S, Runtime, chat_of, token_usable
+
+log = logging.getLogger(__name__)
+
+RECONNECT_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between event-stream reconnects while the engine is away
+RESULT_FORMAT, FALLBACK_FORMAT = "gif", "mp4"  # a GIF when it fits the upload limit well, else a sharp MP4
+TOO_LARGE = 40005  # Discord's "Request entity too large"
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything one animation needs, whatever started it."""
+
+    image: media.Image
+    request: AnimateRequest
+    key: str  # idempotency key: dc:<interaction id> or dc:<message id>
+    user: discord.abc.User
+    guild_id: int | None
+    channel_id: int
+    poster: str | None
+    upload_limit: int
+    source: tuple[int, int] | None = None  # (channel id, message id) of the message holding the meme
+
+
+async def submit(rt: Runtime, req: Request) -> Job:
+    """Download the meme and queue it; BotError (with its sentence) for anything a user did or must wait for."""
+    data = await media.download(_http(rt), req.image)
+    return await rt.engine.submit(
+        data, filename=req.image.filename,
+        options={**req.request.options, "format": RESULT_FORMAT, "max_bytes": req.upload_limit,
+                 "fallback_format": FALLBACK_FORMAT},
+        platform=PLATFORM, user_id=str(req.user.id), chat_id=_chat(req), is_admin=rt.is_admin(req.user),
+        idempotency_key=req.key,
+    )  # fmt: skip
+
+
+def _chat(req: Request) -> str:
+    return chat_of(req.guild_id, req.channel_id)
+
+
+def _http(rt: Runtime) -> Any:
+    if rt.http is None or rt.http.closed:
+        rt.http = media.session()
+    return rt.http
+
+
+def _info(req: Request, job: Job, status_id: int, status_text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "key": req.key, "user_id": req.user.id, "guild_id": req.guild_id, "channel_id": req.channel_id,
+        "poster": req.poster, "options": req.request.options, "upload_limit": req.upload_limit,
+        "image": {"url": req.image.url, "filename": req.image.filename},
+        "source": list(req.source) if req.source else None, "status_id": status_id, "status_text": status_text,
+        "at": time.time(), **extra,
+    }  # fmt: skip
+
+
+async def animate_interaction(
+    rt: Runtime, client: discord.Client, interaction: discord.Interaction, req: Request
+) -> None:
+    """Defer at once (a "thinking…" message), queue the meme, show "Queued — #n" and follow the job."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    if req.key in rt.claims or rt.job_for_key(req.key) is not None:
+        return
+    rt.claims.add(req.key)
+    try:
+        try:
+            job = await submit(rt, req)
+        except BotError as exc:
+            await refuse_after_defer(interaction, text.error_text(exc))
+            return
+        line = text.queued_text(job.position)
+        original = await interaction.edit_original_response(content=line, allowed_mentions=NONE)
+        expires = interaction.created_at.timestamp() + TOKEN_LIFETIME_S
+        rt.pending.add(
+            job.id,
+            _info(req, job, original.id, line, token=interaction.token, app_id=interaction.application_id,
+                  token_expires=expires),
+        )  # fmt: skip
+    finally:
+        rt.claims.discard(req.key)
+    log.info("job %s queued for channel %s (position %s)", job.id, req.channel_id, job.position)
+    watch(rt, client, job.id)
+
+
+async def animate_message(rt: Runtime, client: discord.Client, message: discord.Message, req: Request) -> None:
+    """The reply trigger: queue the meme and answer with a status reply that becomes the result."""
+    if req.key in rt.claims or rt.job_for_key(req.key) is not None:
+        return
+    rt.claims.add(req.key)
+    try:
+        try:
+            job = await submit(rt, req)
+        except BotError as exc:
+            await message.reply(text.error_text(exc), mention_author=False, allowed_mentions=NONE)
+            return
+        if job.id in rt.pending:  # the engine knew the key: a redelivered event after a restart
+            return
+        line = text.queued_text(job.position)
+        status = await message.reply(line, mention_author=False, allowed_mentions=NONE)
+        rt.pending.add(job.id, _info(req, job, status.id, line, reply_to=message.id))
+    finally:
+        rt.claims.discard(req.key)
+    log.info("job %s queued by a reply in channel %s", job.id, req.channel_id)
+    watch(rt, client, job.id)
+
+
+async def refuse_after_defer(interaction: discord.Interaction, line: str) -> None:
+    """After a public "thinking…": say it privately (ephemeral) and take the thinking message away."""
+    await interaction.followup.send(text.defuse_mentions(line), ephemeral=True, allowed_mentions=NONE)
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()
+
+
+# --- following a job ---
+
+
+def watch(rt: Runtime, client: discord.Client, job_id: str) -> None:
+    """Follow a job in the background until it is delivered; one watcher per job."""
+    if job_id in rt.watchers and not rt.watchers[job_id].done():
+        return
+    task = asyncio.create_task(_follow(rt, client, job_id), name=f"watch-{job_id[:8]}")
+    rt.watchers[job_id] = task
+    task.add_done_callback(lambda t: rt.watchers.pop(job_id, None) if rt.watchers.get(job_id) is t else None)
+
+
+def resume(rt: Runtime, client: discord.Client) -> int:
+    """Watch every job the state file says is still in flight; returns how many."""
+    jobs = [job_id for job_id, info in rt.pending.all().items() if not info.get("delivered")]
+    for job_id in jobs:
+        watch(rt, client, job_id)
+    return len(jobs)
+
+
+async def stop_watching(rt: Runtime) -> None:
+    """Cancel the watchers; their jobs stay in the state file for the next start."""
+    tasks = list(rt.watchers.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _follow(rt: Runtime, client: discord.Client, job_id: str) -> None:
+    attempt = 0
+    while True:
+        try:
+            async for job in rt.engine.events(job_id):
+                attempt = 0
+                if job.final:
+                    await _finish(rt, client, job)
+                    return
+                await _show_progress(rt, client, job)
+        except EngineUnavailable:
+            wait = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
+            attempt += 1
+            log.warning("engine unreachable while watching job %s; retrying in %.0f s", job_id, wait)
+            await asyncio.sleep(wait)
+        except EngineError as exc:
+            if exc.status == 404:  # the engine lost the job (a new database): say so once, forget it
+                await end_without_result(rt, client, job_id, text.error_text(exc, job_id=job_id))
+                return
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("watching job %s failed; retrying", job_id)
+            await asyncio.sleep(RECONNECT_S[-1])
+
+
+async def _show_progress(rt: Runtime, client: discord.Client, job: Job) -> None:
+    """Edit the status line, at most once per edit_interval_s per job; a skipped line is shown when due."""
+    info = rt.pending.get(job.id)
+    if info is None or info.get("delivered"):
+        return
+    line = text.status_text(job)
+    if line == rt.shown.get(job.id, info.get("status_text")):
+        return
+    wait = rt.edited_at.get(job.id, 0.0) + rt.settings.edit_interval_s - time.monotonic()
+    rt.shown[job.id] = line  # what the message should show; _flush_later sends the newest one
+    if wait > 0:
+        if f"flush-{job.id}" not in rt.claims:
+            rt.claims.add(f"flush-{job.id}")
+            asyncio.create_task(_flush_later(rt, client, job.id, wait), name=f"flush-{job.id[:8]}")
+        return
+    await _edit_status(rt, client, job.id, line)
+
+
+async def _flush_later(rt: Runtime, client: discord.Client, job_id: str, wait: float) -> None:
+    try:
+        await asyncio.sleep(wait)
+    finally:
+        rt.claims.discard(f"flush-{job_id}")
+    info = rt.pending.get(job_id)
+    line = rt.shown.get(job_id)
+    if info is not None and not info.get("delivered") and line is not None and line != info.get("status_text"):
+        await _edit_status(rt, client, job_id, line)
+
+
+async def _edit_status(rt: Runtime, client: discord.Client, job_id: str, line: str) -> bool:
+    info = rt.pending.get(job_id)
+    if info is None:
+        return False
+    rt.edited_at[job_id] = time.monotonic()
+    try:
+        await edit_message(client, info, content=text.defuse_mentions(line))
+    except discord.HTTPException as exc:  # deleted, or the channel is out of reach: the result still comes
+        log.info("status of job %s not edited: %s", job_id, exc)
+        return False
+    rt.pending.update(job_id, status_text=line)
+    return True
+
+
+async def edit_message(client: discord.Client, info: dict[str, Any], **fields: Any) -> discord.Message | None:
+    """Edit the job's status message: through the interaction token while it lives, else as the bot's message."""
+    if token_usable(info):
+        hook = discord.Webhook.partial(int(info["app_id"]), str(info["token"]), client=client)
+        return await hook.edit_message(int(info["status_id"]), allowed_mentions=NONE, **fields)
+    message = client.get_partial_messageable(int(info["channel_id"])).get_partial_message(int(info["status_id"]))
+    return await message.edit(allowed_mentions=NONE, **fields)
+
+
+async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
+    info = rt.pending.get(job.id)
+    if info is None or info.get("delivered"):
+        return
+    if job.status != "done":
+        await end_without_result(rt, client, job.id, text.error_text(job))
+        return
+    data, content_type = await rt.engine.result(job.id)
+    extension = "mp4" if content_type.startswith("video/") else "gif"
+    caption = text.defuse_mentions(text.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt")))
+    if info.get("sending"):
+        # A restart came between the upload and recording it. Through a live token the message says whether
+        # the upload landed; otherwise send again under a line that says so, rather than never.
+        if await _already_sent(client, info):
+            _delivered(rt, job, int(info["status_id"]))
+            return
+        caption = f"{text.SENT_AGAIN}\n{caption}"
+    else:
+        rt.pending.update(job.id, sending=True)
+    try:
+        message_id = await _upload(client, info, job.id, data, f"makeitmove-{job.id[:12]}.{extension}", caption)
+    except discord.HTTPException as exc:
+        if exc.status == 413 or exc.code == TOO_LARGE:
+            await end_without_result(rt, client, job.id, text.DISCORD_NO_UPLOAD)
+            return
+        raise
+    _delivered(rt, job, message_id)
+    log.info("job %s delivered to channel %s as %s", job.id, info["channel_id"], extension)
+    rt.forget_old()
+
+
+def _delivered(rt: Runtime, job: Job, message_id: int) -> None:
+    rt.pending.update(job.id, delivered=True, seed=job.seed, result_message_id=message_id, at=time.time())
+    rt.shown.pop(job.id, None)
+    rt.edited_at.pop(job.id, None)
+
+
+async def _already_sent(client: discord.Client, info: dict[str, Any]) -> bool:
+    if not token_usable(info):
+        return False
+    hook = discord.Webhook.partial(int(info["app_id"]), str(info["token"]), client=client)
+    with contextlib.suppress(discord.HTTPException):
+        message = await hook.fetch_message(int(info["status_id"]))
+        return bool(message.attachments)
+    return False
+
+
+async def _upload(
+    client: discord.Client, info: dict[str, Any], job_id: str, data: bytes, name: str, caption: str
+) -> int:
+    """The result with its buttons: in place of the status while the token lives, else as a reply below it."""
+    from bot.discord.buttons import result_view
+
+    def file() -> discord.File:
+        return discord.File(io.BytesIO(data), filename=name)
+
+    if token_usable(info) and not info.get("reply_to"):
+        try:
+            message = await edit_message(client, info, content=caption, attachments=[file()], view=result_view(job_id))
+            assert message is not None
+            return message.id
+        except discord.HTTPException as exc:
+            if exc.status == 413 or exc.code == TOO_LARGE:
+                raise
+            log.info("job %s: the interaction token failed (%s); posting in the channel", job_id, exc)
+    channel = client.get_partial_messageable(int(info["channel_id"]))
+    below = int(info.get("reply_to") or info["status_id"])
+    reference = discord.MessageReference(message_id=below, channel_id=int(info["channel_id"]), fail_if_not_exists=False)
+    sent = await channel.send(
+        caption, file=file(), view=result_view(job_id), reference=reference, allowed_mentions=NONE
+    )
+    with contextlib.suppress(discord.HTTPException):  # a status line left behind is untidy, not wrong
+        if info.get("reply_to"):
+            await channel.get_partial_message(int(info["status_id"])).delete()
+        else:
+            await edit_message(client, info, content=text.DISCORD_SEE_BELOW)
+    return sent.id
+
+
+async def end_without_result(rt: Runtime, client: discord.Client, job_id: str, line: str) -> bool:
+    """Put `line` in the job's status message and mark it finished; False if this bot isn't showing the job."""
+    info = rt.pending.get(job_id)
+    if info is None or info.get("delivered"):
+        return False
+    try:
+        await edit_message(client, info, content=text.defuse_mentions(line))
+    except discord.HTTPException as exc:
+        log.info("job %s: status not edited (%s); telling the channel", job_id, exc)
+        with contextlib.suppress(discord.HTTPException):
+            channel = client.get_partial_messageable(int(info["channel_id"]))
+            await channel.send(text.defuse_mentions(line), allowed_mentions=NONE)
+    rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
+    rt.shown.pop(job_id, None)
+    log.info("job %s ended without a result: %s", job_id, line)
+    return True
+
+
+def request_of(info: dict[str, Any]) -> AnimateRequest:
+    """The request a kept job was made with."""
+    return AnimateRequest.from_options(dict(info.get("options") or {}))

@@ -1,0 +1,70 @@
+"""What every Discord handler shares: settings, the engine client, the jobs in flight and who is an admin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import discord
+
+from bot.core.engine_client import EngineClient
+from bot.core.pending import PendingJobs
+from engine.config import DiscordSettings
+
+PLATFORM = "discord"
+KEEP_DELIVERED = 500  # delivered jobs remembered for the result buttons and duplicate events
+TOKEN_LIFETIME_S = 15 * 60  # an interaction token's life; its messages can't be edited through it afterwards
+TOKEN_MARGIN_S = 60  # stop using a token this long before it dies: an upload near the end may outlive it
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord lets a bot upload in a server without boosts
+NONE = discord.AllowedMentions.none()  # on every message: OCR or LLM text must never ping anyone
+
+
+@dataclass
+class Runtime:
+    """The bot's state: one per client."""
+
+    settings: DiscordSettings
+    engine: EngineClient
+    pending: PendingJobs
+    claims: set[str] = field(default_factory=set)  # idempotency keys being submitted right now
+    watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # job id -> its watcher
+    shown: dict[str, str] = field(default_factory=dict)  # job id -> the status line it shows now
+    edited_at: dict[str, float] = field(default_factory=dict)  # job id -> when its status was last edited
+    http: aiohttp.ClientSession | None = None  # downloads of images behind embed URLs
+
+    def is_admin(self, user: discord.abc.User | None) -> bool:
+        """One of [discord] admins by user or role id; with that list empty, anyone with Manage Server."""
+        if user is None:
+            return False
+        admins = set(self.settings.admins)
+        roles = {role.id for role in getattr(user, "roles", ())}
+        if admins:
+            return user.id in admins or bool(roles & admins)
+        permissions = getattr(user, "guild_permissions", None)
+        return bool(permissions is not None and permissions.manage_guild)
+
+    def job_for_key(self, key: str) -> str | None:
+        """The job already made for an idempotency key, if this bot remembers one."""
+        return next((job_id for job_id, info in self.pending.all().items() if info.get("key") == key), None)
+
+    def forget_old(self) -> None:
+        """Keep only the newest KEEP_DELIVERED delivered jobs in the state file."""
+        delivered = sorted(
+            (info.get("at", 0.0), job_id) for job_id, info in self.pending.all().items() if info.get("delivered")
+        )
+        for _, job_id in delivered[: max(0, len(delivered) - KEEP_DELIVERED)]:
+            self.pending.remove(job_id)
+
+
+def token_usable(info: dict[str, Any], now: float | None = None) -> bool:
+    """The job's interaction token (if it has one) can still edit its messages."""
+    expires = info.get("token_expires")
+    return bool(info.get("token")) and expires is not None and (now or time.time()) < expires - TOKEN_MARGIN_S
+
+
+def chat_of(guild_id: int | None, channel_id: int | None) -> str:
+    """The engine's chat for per-chat limits: the server, or the DM channel outside one."""
+    return str(guild_id) if guild_id else f"dm{channel_id or 0}"
