@@ -87,6 +87,17 @@ class EncodeSettings:
 
 
 @dataclass(frozen=True)
+class RuntimeSettings:
+    """Where and how the model-backed stages run (read by engine.gpu)."""
+
+    device: str
+    dtype: str
+    cpu_offload: bool
+    vae_slicing: bool
+    vae_tiling: bool
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     """The HTTP service."""
 
@@ -185,6 +196,7 @@ class Settings:
     generate: GenerateSettings
     postprocess: PostprocessSettings
     encode: EncodeSettings
+    runtime: RuntimeSettings
     engine: EngineSettings
     storage: StorageSettings
     queue: QueueSettings
@@ -203,6 +215,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "generate.motion": MOTION_LEVELS,
     "generate.camera": ("",) + CAMERAS,
     "encode.format": ("gif", "mp4", "webp"),
+    "runtime.device": ("auto", "cuda", "cpu"),
+    "runtime.dtype": ("auto", "bf16", "fp16", "fp32"),
 }
 POSITIVE = (
     "intake.max_bytes", "intake.max_pixels", "intake.min_side", "intake.max_aspect",
