@@ -67,6 +67,16 @@ class GenerateSettings:
     fps: int
     motion: str
     camera: str
+    t2v_model: str
+    i2v_model: str
+    i2v_family: str
+    steps: int
+    guidance: float
+    negative_prompt: str
+    quality_phrases: tuple[str, ...]
+    lora_weight: float
+    watermark_band: float
+    max_side: int
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "detext.method": ("ns", "telea"),
     "caption.backend": ("none",),
     "synthesize.backend": ("template",),
-    "generate.backend": ("procedural",),
+    "generate.backend": ("procedural", "t2v", "i2v"),
+    "generate.i2v_family": ("auto", "ltx", "wan"),
     "generate.motion": MOTION_LEVELS,
     "generate.camera": ("",) + CAMERAS,
     "encode.format": ("gif", "mp4", "webp"),
