@@ -33,6 +33,8 @@ class OcrSettings:
     backend: str
     min_confidence: float
     min_height: int
+    florence2_model: str
+    max_new_tokens: int
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,20 @@ class CaptionSettings:
     """Scene understanding backend."""
 
     backend: str
+    blip2_model: str
+    florence2_model: str
+    questions: tuple[str, ...]
+    max_new_tokens: int
 
 
 @dataclass(frozen=True)
 class SynthesizeSettings:
-    """Script writer backend."""
+    """Script writer backend; the openai backend's key comes from OPENAI_API_KEY."""
 
     backend: str
+    base_url: str
+    model: str
+    timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -217,10 +226,10 @@ class Settings:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "ocr.backend": ("rapidocr", "none"),
+    "ocr.backend": ("rapidocr", "none", "florence2"),
     "detext.method": ("ns", "telea"),
-    "caption.backend": ("none",),
-    "synthesize.backend": ("template",),
+    "caption.backend": ("none", "blip2", "florence2"),
+    "synthesize.backend": ("template", "openai"),
     "generate.backend": ("procedural", "t2v", "i2v"),
     "generate.i2v_family": ("auto", "ltx", "wan"),
     "generate.motion": MOTION_LEVELS,
@@ -236,6 +245,7 @@ POSITIVE = (
     "storage.retention_days", "storage.sweep_interval_s", "queue.max_attempts", "limits.queue_max",
     "telegram.webhook_port", "telegram.edits_per_minute", "limits.user.jobs", "limits.user.window_s",
     "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s", "discord.edit_interval_s",
+    "ocr.max_new_tokens", "caption.max_new_tokens", "synthesize.timeout_s",
 )  # fmt: skip
 
 

@@ -125,6 +125,9 @@ class Script:
     motion_prompt: str
     camera: str  # one of CAMERAS
     explanation: str
+    # Who wrote it, for the job's history and reports: "template", "openai gpt-4o", or
+    # "template (openai failed: timeout)" when the LLM failed and the template stood in.
+    writer: str = "template"
 
 
 @dataclass(frozen=True)
