@@ -165,9 +165,12 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class QueueSettings:
-    """Job delivery."""
+    """Job delivery: in this process (local) or through Procrastinate to `makeitmove worker` processes."""
 
+    backend: str
     max_attempts: int
+    heartbeat_s: float
+    stalled_after_s: float
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "generate.motion": MOTION_LEVELS,
     "generate.camera": ("",) + CAMERAS,
     "encode.format": ("gif", "mp4", "webp"),
+    "queue.backend": ("local", "procrastinate"),
     "runtime.device": ("auto", "cuda", "cpu"),
     "runtime.dtype": ("auto", "bf16", "fp16", "fp32"),
 }
@@ -245,6 +249,7 @@ POSITIVE = (
     "storage.retention_days", "storage.sweep_interval_s", "queue.max_attempts", "limits.queue_max",
     "telegram.webhook_port", "telegram.edits_per_minute", "limits.user.jobs", "limits.user.window_s",
     "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s", "discord.edit_interval_s",
+    "queue.heartbeat_s", "queue.stalled_after_s",
     "ocr.max_new_tokens", "caption.max_new_tokens", "synthesize.timeout_s",
 )  # fmt: skip
 
