@@ -117,6 +117,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Who holds the running job's claim (a `makeitmove worker`); the claim is this worker at `attempts`.
+    worker: Mapped[str | None] = mapped_column(String(128))
 
     def record(self) -> JobRecord:
         """The row as the frozen dataclass the repository hands out."""

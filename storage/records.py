@@ -37,6 +37,7 @@ class JobRecord:
     created_at: datetime  # timezone-aware UTC
     started_at: datetime | None
     finished_at: datetime | None
+    worker: str | None = None  # the `makeitmove worker` that claimed it last (None: the local queue)
 
     @property
     def final(self) -> bool:

@@ -40,8 +40,10 @@ from storage.statements import (
     SWEEP_BATCH,
     USER_LOCK,
     check_params,
+    claim_job,
     count_jobs,
     finish_job,
+    holding,
     job_columns,
     lock_key,
     read_active_checkpoint,
@@ -236,6 +238,25 @@ class Repository:
         """
         return await self._blocking(take_job, job_id, utc(None))
 
+    async def claim(
+        self, job_id: str, *, worker: str, max_attempts: int
+    ) -> tuple[JobRecord, str | None, bytes | None] | None:
+        """take() for one of many workers: a queued job, or a running one whose worker was presumed dead.
+
+        The returned record's `attempts` is the claim: pass it to progress, finish and fail. None when
+        there is nothing to run (cancelled, final, unknown) or the job was failed for too many attempts.
+        """
+        claimed = await self._blocking(claim_job, job_id, utc(None), worker, max_attempts)
+        if claimed == "failed":
+            log.warning("job %s failed: interrupted %d times", job_id, max_attempts)
+        return claimed if isinstance(claimed, tuple) else None
+
+    async def active_ids(self, *, created_before: datetime) -> list[str]:
+        """Ids of queued and running jobs created before a time, oldest first (to find jobs a queue lost)."""
+        async with self._reader() as session:
+            query = select(Job.id).where(Job.status.in_(ACTIVE), Job.created_at < utc(created_before))
+            return list(await session.scalars(query.order_by(Job.created_at, Job.seq)))
+
     async def _blocking(self, transaction: Callable[..., T], *args: Any) -> T:
         """transaction(conn, *args) as one write transaction of blocking code; on SQLite, whole on _sync_thread."""
         if self._sync_writer is None:
@@ -250,20 +271,38 @@ class Repository:
         async with self._write_lock or contextlib.nullcontext():
             return await asyncio.get_running_loop().run_in_executor(self._sync_thread, run)
 
-    async def progress(self, job_id: str, stage: str, fraction: float) -> None:
-        """Record the running job's stage and fraction."""
+    async def progress(self, job_id: str, stage: str, fraction: float, *, attempt: int | None = None) -> bool:
+        """Record the running job's stage and fraction; False if it is no longer running (or no longer this claim)."""
         async with self._write() as session:
-            query = update(Job).where(Job.id == job_id, Job.status == "running")
-            await session.execute(query.values(stage=stage, fraction=min(1.0, max(0.0, fraction))))
+            query = update(Job).where(*holding(job_id, attempt)).returning(Job.id)
+            return await session.scalar(query.values(stage=stage, fraction=min(1.0, max(0.0, fraction)))) is not None
 
     async def finish(
-        self, job_id: str, *, data: bytes, format: str, script: dict, timings: dict[str, float]
+        self,
+        job_id: str,
+        *,
+        data: bytes,
+        format: str,
+        script: dict,
+        timings: dict[str, float],
+        attempt: int | None = None,
     ) -> JobRecord | None:
-        """running -> done with its result bytes; None if it was no longer running (e.g. cancelled)."""
-        return await self._blocking(finish_job, job_id, data, format, dict(script), dict(timings))
+        """running -> done with its result bytes; None if no longer running (e.g. cancelled).
 
-    async def fail(self, job_id: str, *, code: str, message: str) -> JobRecord | None:
-        """queued/running -> failed with a message a chat user can read; None if already final."""
+        Given the attempt a worker claimed, None too if another worker has claimed the job since.
+        """
+        return await self._blocking(finish_job, job_id, data, format, dict(script), dict(timings), attempt)
+
+    async def fail(self, job_id: str, *, code: str, message: str, attempt: int | None = None) -> JobRecord | None:
+        """queued/running -> failed with a message a chat user can read; None if already final.
+
+        Given the attempt a worker claimed, only a running job still under that claim fails.
+        """
+        if attempt is not None:
+            values = dict(status="failed", error_code=code, error=message, finished_at=utc(None))
+            async with self._write() as session:
+                job = await session.scalar(update(Job).where(*holding(job_id, attempt)).values(**values).returning(Job))
+                return job.record() if job is not None else None
         return await self._transition(
             job_id, ACTIVE, status="failed", error_code=code, error=message, finished_at=utc(None)
         )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -94,12 +95,57 @@ def take_job(conn: Connection, job_id: str, now: datetime) -> tuple[JobRecord, s
     return job_record(row), checkpoint, image
 
 
+def claim_job(
+    conn: Connection, job_id: str, now: datetime, worker: str, max_attempts: int
+) -> tuple[JobRecord, str | None, bytes | None] | str | None:
+    """take_job for one of many workers: also takes a job whose last attempt was interrupted (still running).
+
+    The claim is the new attempt number (the row also names the worker): whoever held the job before can
+    no longer progress, finish or fail it. A job interrupted max_attempts times is failed instead, and
+    "failed" returned.
+    """
+    stored = conn.scalar(select(SETTINGS.c.value).where(SETTINGS.c.key == "active_checkpoint"))
+    checkpoint = str(stored) if stored is not None else None
+    claimable = or_(Job.status == "queued", and_(Job.status == "running", Job.attempts < max_attempts))
+    row = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable)
+        .values(
+            status="running", attempts=Job.attempts + 1, started_at=now, checkpoint=checkpoint, stage=None,
+            fraction=0.0, worker=worker,
+        )
+        .returning(*JOBS.c)
+    ).first()  # fmt: skip
+    if row is None:
+        gave_up = conn.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running")
+            .values(status="failed", error_code="interrupted", error=INTERRUPTED, finished_at=now)
+            .returning(Job.id)
+        ).first()
+        return "failed" if gave_up is not None else None
+    image = conn.scalar(select(PAYLOADS.c.image).where(PAYLOADS.c.job_id == job_id))
+    return job_record(row), checkpoint, image
+
+
+def holding(job_id: str, attempt: int | None) -> tuple[Any, ...]:
+    """WHERE clauses for a running job, and, given the attempt a worker claimed, only while it still holds it."""
+    running = (Job.id == job_id, Job.status == "running")
+    return running if attempt is None else (*running, Job.attempts == attempt)
+
+
 def finish_job(
-    conn: Connection, job_id: str, data: bytes, format: str, script: dict, timings: dict[str, float]
+    conn: Connection,
+    job_id: str,
+    data: bytes,
+    format: str,
+    script: dict,
+    timings: dict[str, float],
+    attempt: int | None = None,
 ) -> JobRecord | None:
     row = conn.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "running")
+        .where(*holding(job_id, attempt))
         .values(
             status="done", fraction=1.0, script=script, timings=timings, result_format=format,
             result_bytes=len(data), finished_at=utc(None),
