@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from typing import Any
 
 import cv2
 import numpy as np
 
-from engine.config import CaptionSettings
+from engine.config import CaptionSettings, RuntimeSettings
 from engine.types import QA, Box, CleanImage, OcrResult, SceneInfo, Subject
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,38 @@ COLOR_NAMES: dict[str, tuple[int, int, int]] = {
 }  # fmt: skip
 
 
-class Caption:
-    """Answers questions about the picture; backend "none" uses only what OpenCV ships."""
+BACKENDS = ("none", "blip2", "florence2")
 
-    def __init__(self, settings: CaptionSettings) -> None:
-        if settings.backend != "none":
-            raise ValueError(f"caption backend must be 'none' on this build, got {settings.backend!r}")
+
+class Caption:
+    """Answers questions about the picture; backend "none" uses only what OpenCV ships.
+
+    blip2 and florence2 keep that analysis (subjects, colours, panels) and add a model's answers.
+    """
+
+    def __init__(self, settings: CaptionSettings, runtime: RuntimeSettings | None = None) -> None:
+        if settings.backend not in BACKENDS:
+            raise ValueError(f"caption backend must be one of {BACKENDS}, got {settings.backend!r}")
+        if settings.backend != "none" and runtime is None:
+            raise ValueError(f"the {settings.backend} caption backend needs the [runtime] settings")
+        if settings.backend == "blip2" and not settings.questions:
+            from engine.errors import ConfigError
+
+            raise ConfigError("config key 'caption.questions' is empty: the blip2 backend needs questions to ask")
         self.settings = settings
+        self.model: Any = None  # built here, loaded on the first picture: start-up stays fast
+        if settings.backend == "blip2":
+            from engine.blip2 import Blip2Vqa
+
+            assert runtime is not None
+            self.model = Blip2Vqa(
+                settings.blip2_model, runtime, key="caption.blip2_model", max_new_tokens=settings.max_new_tokens
+            )
+        elif settings.backend == "florence2":
+            from engine.florence2 import florence2_for
+
+            assert runtime is not None
+            self.model = florence2_for(settings.florence2_model, runtime, key="caption.florence2_model")
 
     def __call__(self, clean: CleanImage, ocr: OcrResult) -> SceneInfo:
         """Describe the clean picture: subjects, colours, panels and the meme's text as QA pairs."""
@@ -45,13 +71,18 @@ class Caption:
         panels = find_panels(pixels)
         # 3. the answers, phrased like a VQA model's
         meme_text = " ".join(ocr.text.split())
-        qa = (
+        qa: tuple[QA, ...] = (
             QA("What does the meme's text say?", meme_text or "there is no text"),
             QA("What is the main character?", describe_subject(subjects)),
             QA("Where is the main character?", describe_place(subjects, pixels.shape[1], pixels.shape[0])),
             QA("What are the colors of the scene?", join_words(colors)),
             QA("How many panels does the meme have?", describe_panels(panels, pixels.shape[1], pixels.shape[0])),
         )
+        # 4. a model's answers, when one is configured: they replace the CPU's answer to the same question
+        if self.settings.backend == "blip2":
+            qa = merge_answers(qa, self.model.answer(pixels, self.settings.questions))
+        elif self.settings.backend == "florence2":
+            qa = merge_answers(qa, self.model.describe(pixels, max_new_tokens=self.settings.max_new_tokens))
         return SceneInfo(qa=qa, subjects=subjects, colors=colors, panels=panels, meme_text=meme_text)
 
     @cached_property
@@ -91,6 +122,13 @@ class Caption:
         if salient is None:
             return ()
         return (Subject("salient", _scaled(salient, 1 / scale, width, height), 0.5),)
+
+
+def merge_answers(base: tuple[QA, ...], answers: tuple[QA, ...]) -> tuple[QA, ...]:
+    """`base` with each question the model answered replaced by its answer, then the model's other answers."""
+    given = {qa.question: qa for qa in answers}
+    merged = [given.pop(qa.question, qa) for qa in base]
+    return tuple(merged) + tuple(qa for qa in answers if qa.question in given)
 
 
 def salient_box(pixels: np.ndarray) -> Box | None:

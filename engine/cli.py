@@ -245,6 +245,7 @@ def report(result: PipelineResult, output: Path) -> dict[str, Any]:
             "motion_prompt": script.motion_prompt,
             "camera": script.camera,
             "explanation": script.explanation,
+            "writer": script.writer,
         },
         "backends": result.backends,
         "timings": result.timings,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import OcrSettings
+from engine.config import OcrSettings, RuntimeSettings
 from engine.types import Box, DecodedImage, OcrResult, TextBlock, TextLine
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,19 @@ _MAX_HEIGHT_SHARE = 0.5
 
 
 class Ocr:
-    """Reads caption lines with an OCR whose weights ship in its package."""
+    """Reads caption lines with an OCR whose weights ship in its package (or with Florence-2)."""
 
-    def __init__(self, settings: OcrSettings) -> None:
+    def __init__(self, settings: OcrSettings, runtime: RuntimeSettings | None = None) -> None:
         self.settings = settings
         # Loaded on first call: the model costs start-up time that "none" and tests of
         # other stages should not pay.
         self._engine: Any = None
+        if settings.backend == "florence2":
+            if runtime is None:
+                raise ValueError("the florence2 OCR backend needs the [runtime] settings")
+            from engine.florence2 import florence2_for
+
+            self._engine = florence2_for(settings.florence2_model, runtime, key="ocr.florence2_model")
 
     def __call__(self, image: DecodedImage) -> OcrResult:
         """Return the image's text blocks, top to bottom, then left to right."""
@@ -57,6 +63,9 @@ class Ocr:
         return OcrResult(blocks=tuple(blocks))
 
     def _read(self, rgb: np.ndarray) -> list[TextLine]:
+        if self.settings.backend == "florence2":
+            lines: list[TextLine] = self._engine.read_lines(rgb, max_new_tokens=self.settings.max_new_tokens)
+            return lines
         engine = self._rapidocr()
         # RapidOCR passes ndarrays through untouched and treats them as OpenCV BGR.
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])

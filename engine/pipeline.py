@@ -52,9 +52,9 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.intake = Intake(settings.intake)
-        self.ocr = Ocr(settings.ocr)
+        self.ocr = Ocr(settings.ocr, settings.runtime)
         self.detext = Detext(settings.detext)
-        self.caption = Caption(settings.caption)
+        self.caption = Caption(settings.caption, settings.runtime)
         self.synthesize = Synthesize(settings.synthesize)
         self.generate = Generate(settings.generate)
         self.postprocess = Postprocess(settings.postprocess)
@@ -152,7 +152,8 @@ class Pipeline:
             image.sha256[:12], image.width, image.height, frames.motion, encoded.format, len(encoded.data),
             timings["total"],
         )  # fmt: skip
-        backends = dict(self.backends, encode=encoded.format)
+        # The script says who wrote it: the LLM, or the template standing in for a failed one.
+        backends = dict(self.backends, encode=encoded.format, synthesize=script.writer)
         return PipelineResult(encoded, ocr, scene, script, options, backends, timings)
 
     def _encode(self, frames: Frames, options: AnimationOptions) -> Encoded:

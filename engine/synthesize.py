@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from typing import Any
 
 from engine.config import SynthesizeSettings
 from engine.types import CAMERAS, EMOTIONS, SceneInfo, Script
@@ -63,19 +65,48 @@ STRONG = 4
 MAX_PROMPT_WORDS = 60
 
 
-class Synthesize:
-    """Writes the Script; backend "template" is offline and deterministic."""
+BACKENDS = ("template", "openai")
 
-    def __init__(self, settings: SynthesizeSettings) -> None:
-        if settings.backend != "template":
-            raise ValueError(f"synthesize backend must be 'template' on this build, got {settings.backend!r}")
+
+class Synthesize:
+    """Writes the Script; backend "template" is offline and deterministic, "openai" asks an LLM.
+
+    When the LLM fails (after its one retry) the template writes the script, and the Script's
+    `writer` says so: "template (openai failed: timeout)".
+    """
+
+    def __init__(self, settings: SynthesizeSettings, *, api_key: str | None = None) -> None:
+        if settings.backend not in BACKENDS:
+            raise ValueError(f"synthesize backend must be one of {BACKENDS}, got {settings.backend!r}")
         self.settings = settings
+        self.llm: Any = None
+        if settings.backend == "openai":
+            from engine.llm import LlmScriptWriter
+
+            self.llm = LlmScriptWriter(settings, api_key=api_key)
 
     def __call__(self, scene: SceneInfo, *, prompt: str | None = None, camera: str | None = None) -> Script:
         """A script from what the picture shows and what its caption says; the user's prompt and camera win."""
         if camera is not None and camera not in CAMERAS:
             raise ValueError(f"camera must be one of {CAMERAS}, got {camera!r}")
         prompt = " ".join((prompt or "").split()) or None
+        if self.llm is None:
+            return self.template(scene, prompt=prompt, camera=camera)
+        from engine.llm import ScriptWriterError
+
+        try:
+            script: Script = self.llm(scene, prompt=prompt)
+        except ScriptWriterError as exc:
+            log.warning("the %s script writer failed (%s); the template wrote the script", self.llm.name, exc)
+            fallback = self.template(scene, prompt=prompt, camera=camera)
+            return dataclasses.replace(fallback, writer=f"template ({self.settings.backend} failed: {exc})")
+        # The model wrote the motion from the user's request; a camera the user named is not negotiable.
+        if camera:
+            script = dataclasses.replace(script, camera=camera)
+        return script
+
+    def template(self, scene: SceneInfo, *, prompt: str | None, camera: str | None) -> Script:
+        """The offline script: words from the caption and the QA answers, a camera move that fits the feeling."""
         # 1. the feeling: the user's words first, then the caption's
         emotion = detect_emotion(prompt or "") if prompt else "neutral"
         if emotion == "neutral":
