@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from engine import procedural
-from engine.config import GenerateSettings
+from engine.config import GenerateSettings, RuntimeSettings
 from engine.types import AnimationOptions, CleanImage, Frames, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("procedural",)  # GPU backends (t2v, i2v) join here; they import torch lazily
+# t2v and i2v import torch and diffusers only when they first run: the CPU install has neither.
+BACKENDS = ("procedural", "t2v", "i2v")
 
 
 class Generate:
     """The frame generator: dispatches to the configured backend."""
 
-    def __init__(self, settings: GenerateSettings) -> None:
+    def __init__(self, settings: GenerateSettings, runtime: RuntimeSettings | None = None) -> None:
         if settings.backend not in BACKENDS:
             raise ValueError(f"settings.backend must be one of {BACKENDS}, got {settings.backend!r}")
+        if settings.backend != "procedural" and runtime is None:
+            raise ValueError(f"runtime settings are needed by the {settings.backend} backend, got None")
         self.settings = settings
+        self.runtime = runtime
 
-    def __call__(self, clean: CleanImage, scene: SceneInfo, script: Script, options: AnimationOptions) -> Frames:
-        """Animate the clean picture as the script says; `options` arrive fully resolved by the pipeline."""
-        return procedural.animate(clean, scene, script, options)
+    def __call__(
+        self, clean: CleanImage, scene: SceneInfo, script: Script, options: AnimationOptions,
+        progress: Callable[[float], None] | None = None,
+    ) -> Frames:  # fmt: skip
+        """Animate the clean picture as the script says; `options` arrive fully resolved by the pipeline.
+
+        `progress` hears the fraction of this stage done (per denoising step for the model backends);
+        it may raise to stop the job, which then leaves no result behind.
+        """
+        backend = self.settings.backend
+        if backend == "procedural":
+            return procedural.animate(clean, scene, script, options)
+        assert self.runtime is not None  # checked in __init__
+        from engine.gpu import require_torch
+
+        require_torch(f"{backend} generate backend")
+        if backend == "t2v":
+            from engine import t2v
+
+            return t2v.animate(self.settings, self.runtime, clean, script, options, progress)
+        from engine import i2v
+
+        return i2v.animate(self.settings, self.runtime, clean, script, options, progress)

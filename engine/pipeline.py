@@ -56,7 +56,7 @@ class Pipeline:
         self.detext = Detext(settings.detext)
         self.caption = Caption(settings.caption, settings.runtime)
         self.synthesize = Synthesize(settings.synthesize)
-        self.generate = Generate(settings.generate)
+        self.generate = Generate(settings.generate, settings.runtime)
         self.postprocess = Postprocess(settings.postprocess)
         self.encode = Encode(settings.encode)
         self.backends = {
@@ -136,7 +136,7 @@ class Pipeline:
             script = self.synthesize(scene, prompt=options.prompt, camera=options.camera)
         # 6. make the frames
         with stage("generate"):
-            frames = self.generate(clean, scene, script, options)
+            frames = self.generate(clean, scene, script, options, progress=_within("generate", progress))
         # 7. put the caption back, crisp
         with stage("postprocess"):
             frames = self.postprocess(frames, image, clean, ocr=ocr)
@@ -178,6 +178,14 @@ class Pipeline:
             )
             return other
         return encoded
+
+
+def _within(name: str, progress: ProgressCallback | None) -> Callable[[float], None] | None:
+    """A stage's own 0..1 progress as the whole job's fraction (the callback may raise to cancel)."""
+    if progress is None:
+        return None
+    start, width = STAGES.index(name) / len(STAGES), 1 / len(STAGES)
+    return lambda fraction: progress(name, start + width * min(max(fraction, 0.0), 1.0))
 
 
 def acceptable(encoded: Encoded, fps: float) -> bool:

@@ -173,3 +173,5 @@ class AnimationOptions:
     # a chat whose upload limit is small gets a sharp MP4 rather than a postage-stamp GIF.
     fallback_format: str | None = None
     seed: int = 0
+    # The LoRA file the job runs with: set by the engine from its checkpoint registry, never by a request.
+    checkpoint: str | None = None

@@ -255,13 +255,12 @@ class LocalJobQueue:
         )  # fmt: skip
         result: PipelineResult | None = None
         try:
-            if checkpoint is not None:
-                self.registry.resolve(checkpoint)
+            checkpoint_file = str(self.registry.resolve(checkpoint)) if checkpoint is not None else None
             if data is None:
                 raise UserError("The picture for this job is no longer kept; send it again.", code="image_expired")
             if runner is None:
                 runner = self.pipeline_factory()
-            options = AnimationOptions(**record.options, seed=record.seed)
+            options = AnimationOptions(**record.options, seed=record.seed, checkpoint=checkpoint_file)
             result = runner.run(data, options, progress=self._progress_callback(job_id))
         except (Cancelled, Abandoned) as exc:
             self._log_end(job_id, "cancelled" if isinstance(exc, Cancelled) else "abandoned", started)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 
-from engine.config import GenerateSettings
+from engine.config import load_settings
 from engine.generate import Generate
 from engine.motions import MOTIONS, build_curves, plan_motions
 from engine.procedural import output_size
@@ -47,7 +49,9 @@ def _options(**kw) -> AnimationOptions:
 
 @pytest.fixture(scope="module")
 def generate() -> Generate:
-    return Generate(GenerateSettings(backend="procedural", frames=48, fps=16, motion="low", camera=""))
+    return Generate(
+        dataclasses.replace(load_settings().generate, backend="procedural", frames=48, fps=16, motion="low", camera="")
+    )
 
 
 def _steps(frames: np.ndarray) -> tuple[np.ndarray, float]:
@@ -214,4 +218,4 @@ def test_bad_inputs_name_the_argument(generate: Generate, change: dict, name: st
 
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="settings.backend"):
-        Generate(GenerateSettings(backend="t2v", frames=48, fps=16, motion="low", camera=""))
+        Generate(dataclasses.replace(load_settings().generate, backend="clipguided"))
