@@ -66,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
     upgrade.set_defaults(handler=db_upgrade_command)
 
+    models = commands.add_parser(
+        "models", help="the model files of the GPU backends", description="The model files of the GPU backends."
+    )
+    model_commands = models.add_subparsers(
+        dest="models_command", required=True, metavar="COMMAND", parser_class=ArgumentParser
+    )
+    check = model_commands.add_parser(
+        "check", help="which configured models are on this machine",
+        description="List every configured model key, where its files are and their size. "
+        "Exit status 1 when a model the selected backends need is missing.",
+    )  # fmt: skip
+    check.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
+    check.set_defaults(handler=models_check_command)
+
     bot = commands.add_parser("bot", help="run a chat bot", description="Run a chat bot against the engine service.")
     bots = bot.add_subparsers(dest="bot_command", required=True, metavar="PLATFORM", parser_class=ArgumentParser)
     telegram = bots.add_parser(
@@ -187,6 +201,27 @@ def db_upgrade_command(args: argparse.Namespace) -> int:
     shown = make_url(settings.storage.url).render_as_string(hide_password=True)
     print(f"database {shown} is up to date", file=sys.stderr)
     return 0
+
+
+def models_check_command(args: argparse.Namespace) -> int:
+    """`makeitmove models check`: each configured model, where it is and its size; 1 if a needed one is missing."""
+    from engine.config import load_settings
+    from engine.model_files import configured_models, human_size
+
+    entries = configured_models(load_settings(args.config))
+    width = max((len(e.key) for e in entries), default=0)
+    for e in entries:
+        use = "in use" if e.selected else "unused"
+        size = human_size(e.size) if e.path else "-"
+        print(f"{e.key:<{width}}  {use:<6}  {e.where:<10}  {size:>9}  {e.model}")
+    missing = [e for e in entries if e.selected and not e.present]
+    for e in missing:
+        print(
+            f"error: model '{e.model}' (config key '{e.key}') is not on this machine: "
+            f"fetch it with `hf download {e.model}` or set {e.key} to a local folder",
+            file=sys.stderr,
+        )
+    return 1 if missing else 0
 
 
 def bot_telegram_command(args: argparse.Namespace) -> int:
