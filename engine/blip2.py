@@ -22,9 +22,11 @@ class Blip2Vqa:
     """A BLIP-2 model (`Blip2ForConditionalGeneration`), loaded from local files on first use."""
 
     def __init__(self, model: str, runtime: RuntimeSettings, *, key: str, max_new_tokens: int) -> None:
+        # Checked when the pipeline is built, so a missing model stops `serve` at start, not the first job.
+        gpu.require_torch("blip2 caption backend")
+        self.path = gpu.model_path(model, key=key)
         self.model_id = model
         self.runtime = runtime
-        self.key = key
         self.max_new_tokens = max_new_tokens
         self._loaded: tuple[Any, Any, Any, Any] | None = None  # model, processor, device, dtype
         self._lock = threading.Lock()
@@ -55,8 +57,6 @@ class Blip2Vqa:
     def _load(self) -> tuple[Any, Any, Any, Any]:
         with self._lock:
             if self._loaded is None:
-                gpu.require_torch("blip2 caption backend")
-                path = gpu.model_path(self.model_id, key=self.key)
                 from transformers import AutoProcessor, Blip2ForConditionalGeneration
                 from transformers.utils import logging as hf_logging
 
@@ -64,9 +64,9 @@ class Blip2Vqa:
                 device = gpu.torch_device(self.runtime)
                 dtype = gpu.torch_dtype(self.runtime, device)
                 started = time.perf_counter()
-                model: Any = Blip2ForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=True)
+                model: Any = Blip2ForConditionalGeneration.from_pretrained(self.path, dtype=dtype, local_files_only=True)
                 model = model.to(device).eval()
-                processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+                processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
                 processor.tokenizer.padding_side = "left"
                 log.info(
                     "loaded blip2 %s on %s (%s) in %.1f s", self.model_id, device, dtype, time.perf_counter() - started

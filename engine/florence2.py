@@ -44,9 +44,11 @@ class Florence2:
     """A Florence-2 model (`Florence2ForConditionalGeneration`), loaded from local files on first use."""
 
     def __init__(self, model: str, runtime: RuntimeSettings, *, key: str) -> None:
+        # Checked when the pipeline is built, so a missing model stops `serve` at start, not the first job.
+        gpu.require_torch("florence2 backend")
+        self.path = gpu.model_path(model, key=key)
         self.model_id = model
         self.runtime = runtime
-        self.key = key
         self._loaded: tuple[Any, Any, Any, Any] | None = None  # model, processor, device, dtype
         self._lock = threading.Lock()
 
@@ -87,8 +89,6 @@ class Florence2:
     def _load(self) -> tuple[Any, Any, Any, Any]:
         with self._lock:
             if self._loaded is None:
-                gpu.require_torch("florence2 backend")
-                path = gpu.model_path(self.model_id, key=self.key)
                 from transformers import AutoProcessor, Florence2ForConditionalGeneration
                 from transformers.utils import logging as hf_logging
 
@@ -96,9 +96,9 @@ class Florence2:
                 device = gpu.torch_device(self.runtime)
                 dtype = gpu.torch_dtype(self.runtime, device)
                 started = time.perf_counter()
-                model: Any = Florence2ForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=True)
+                model: Any = Florence2ForConditionalGeneration.from_pretrained(self.path, dtype=dtype, local_files_only=True)
                 model = model.to(device).eval()
-                processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+                processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
                 log.info(
                     "loaded florence2 %s on %s (%s) in %.1f s",
                     self.model_id,
