@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     check.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
     check.set_defaults(handler=models_check_command)
+    make_tiny = model_commands.add_parser(
+        "make-tiny", help="write tiny random models and configs that select them",
+        description="Write tiny random checkpoints of every model backend, two LoRA checkpoints and "
+        "DIR/tiny.toml, DIR/tiny-i2v.toml and DIR/tiny-wan.toml, so `makeitmove animate MEME --config "
+        "DIR/tiny.toml` runs the model chain on a CPU in seconds. The frames are noise.",
+    )  # fmt: skip
+    make_tiny.add_argument("dir", type=Path, metavar="DIR", help="where to write them (created if missing)")
+    make_tiny.set_defaults(handler=models_make_tiny_command)
 
     bot = commands.add_parser("bot", help="run a chat bot", description="Run a chat bot against the engine service.")
     bots = bot.add_subparsers(dest="bot_command", required=True, metavar="PLATFORM", parser_class=ArgumentParser)
@@ -222,6 +230,19 @@ def models_check_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if missing else 0
+
+
+def models_make_tiny_command(args: argparse.Namespace) -> int:
+    """`makeitmove models make-tiny DIR`: tiny random models for a CPU run of the model chain."""
+    from engine.gpu import require_torch
+
+    require_torch("tiny models")
+    from engine.tiny import make_tiny
+
+    written = make_tiny(args.dir)
+    configs = [path for name, path in written.items() if name.endswith(".toml")]
+    print(f"tiny models in {args.dir}; try: makeitmove animate MEME --config {configs[0]}", file=sys.stderr)
+    return 0
 
 
 def bot_telegram_command(args: argparse.Namespace) -> int:
