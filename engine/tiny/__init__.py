@@ -62,7 +62,8 @@ def make_tiny(directory: str | Path, *, seed: int = 0) -> dict[str, Path]:
         "wan": make_tiny_wan(root / "wan", seed=seed),
     }
     for offset, name in enumerate(LORAS, start=1):
-        written[f"lora:{name}"] = make_tiny_lora(root / "checkpoints" / f"{name}.safetensors", "t2v", seed=seed + offset)
+        lora = root / "checkpoints" / f"{name}.safetensors"
+        written[f"lora:{name}"] = make_tiny_lora(lora, "t2v", seed=seed + offset)
     for filename, (caption, generate, i2v) in CONFIGS.items():
         path = root / filename
         path.write_text(config_text(root, caption=caption, generate=generate, i2v=i2v), "utf-8")
