@@ -247,7 +247,8 @@ class FakeDiscord:
 
         Returns the INTERACTION_CREATE payload (its "id" and "token" identify it).
         """
-        data = self._command_data(name, 1, guild or self._guild_of(channel), options, attachments, subcommand)
+        assert guild in (None, self._guild_of(channel)), f"channel {channel} is not in guild {guild}"
+        data = self._command_data(name, 1, self._guild_of(channel), options, attachments, subcommand)
         return await self._interact(APPLICATION_COMMAND, data, user, channel, created_at=created_at)
 
     async def autocomplete(
@@ -265,7 +266,8 @@ class FakeDiscord:
     ) -> dict[str, Any]:  # fmt: skip
         """A user picks Apps → name on a message (content always visible: interactions carry it)."""
         channel = channel or int(target_message["channel_id"])
-        data = self._command_data(name, 3, guild or self._guild_of(channel), None, None, None)
+        assert guild in (None, self._guild_of(channel)), f"channel {channel} is not in guild {guild}"
+        data = self._command_data(name, 3, self._guild_of(channel), None, None, None)
         data["target_id"] = str(target_message["id"])
         data["resolved"] = {"messages": {str(target_message["id"]): target_message}}
         return await self._interact(APPLICATION_COMMAND, data, user, channel, created_at=created_at)
@@ -468,7 +470,10 @@ class FakeDiscord:
         call = Call(request.method, path, body, {name: data for _, name, data in uploads}, time.monotonic(),
                     dict(request.query))  # fmt: skip
         self.calls.append(call)
-        response = self._rate_limited(path) or await self._route(request, path, body, uploads)
+        try:
+            response = self._rate_limited(path) or await self._route(request, path, body, uploads)
+        except (ValueError, KeyError, TypeError) as error:  # a malformed request: a 500 would make discord.py retry
+            response = _error(400, 50035, f"Invalid Form Body ({error!r})")
         call.status = response.status
         return response
 
@@ -520,13 +525,13 @@ class FakeDiscord:
             case ["gateway", "bot"] if method == "GET":
                 limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
                 return _json({"url": self.gateway_url.rstrip("/"), "shards": 1, "session_start_limit": limit})
-            case ["applications", app, "commands"] if int(app) == self.application_id:
+            case ["applications", app, "commands"] if app == str(self.application_id):
                 return self._sync(None, method, body)
-            case ["applications", app, "guilds", guild, "commands"] if int(app) == self.application_id:
+            case ["applications", app, "guilds", guild, "commands"] if app == str(self.application_id):
                 return self._sync(int(guild), method, body)
             case ["interactions", interaction_id, token, "callback"] if method == "POST":
                 return await self._callback(int(interaction_id), token, body, uploads, request.query)
-            case ["webhooks", app, token, *rest] if int(app) == self.application_id:
+            case ["webhooks", app, token, *rest] if app == str(self.application_id):
                 return await self._webhook(method, token, rest, body, uploads, request.query)
             case ["channels", channel] if method == "GET" and int(channel) in self.channels:
                 return _json(self.channels[int(channel)])

@@ -55,6 +55,19 @@ class Buttons(discord.ui.View):
         await interaction.response.edit_message(content=f"again by {interaction.user.id}", view=self)
 
 
+class Why(discord.ui.Modal, title="Why?"):
+    """A one-field modal."""
+
+    why: discord.ui.TextInput[Why] = discord.ui.TextInput(label="Why", custom_id="why")
+
+    def __init__(self, target: discord.abc.User) -> None:
+        super().__init__()
+        self.target = target
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"banned {self.target.id} for {self.why.value}", allowed_mentions=NONE)
+
+
 class Probe(discord.Client):
     """A plain client with a few commands that record what they saw in `seen`."""
 
@@ -94,6 +107,26 @@ class Probe(discord.Client):
         @self.tree.command(name="ping", description="Pong")
         async def ping(interaction: discord.Interaction) -> None:
             await interaction.response.send_message("pong", ephemeral=True)
+
+        lora = app_commands.Group(
+            name="lora", description="LoRA checkpoints", default_permissions=discord.Permissions(manage_guild=True)
+        )
+
+        @lora.command(name="use", description="Use one")
+        async def lora_use(interaction: discord.Interaction, name: str) -> None:
+            assert isinstance(interaction.user, discord.Member)
+            self.seen["lora"] = (name, interaction.user.guild_permissions.manage_guild)
+            await interaction.response.send_message(f"using {name}")
+
+        @lora_use.autocomplete("name")
+        async def names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            return [app_commands.Choice(name=n, value=n) for n in ("pixel", "clay") if n.startswith(current)]
+
+        self.tree.add_command(lora)
+
+        @self.tree.command(name="ban", description="Ban someone")
+        async def ban(interaction: discord.Interaction, user: discord.Member) -> None:
+            await interaction.response.send_modal(Why(user))
 
         @self.tree.context_menu(name="Animate meme")
         async def animate_message(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -170,7 +203,11 @@ def test_login_ready_and_guild_sync() -> None:
         assert guild is not None and guild.get_channel(fd.CHANNEL) is not None
         assert guild.get_role(fd.ROLE_MODS) is not None and guild.me is not None
         synced = {c["name"]: c for c in fake.commands(guild=fd.GUILD)}
-        assert set(synced) == {"animate", "slow", "ping", "Animate meme"} and fake.commands() == []
+        assert set(synced) == {"animate", "slow", "ping", "lora", "ban", "Animate meme"} and fake.commands() == []
+        assert (
+            synced["lora"]["default_member_permissions"] == "32"
+            and synced["ping"]["default_member_permissions"] is None
+        )
         assert synced["Animate meme"]["type"] == 3
         assert [c.path for c in fake.calls[:2]] == ["/users/@me", "/oauth2/applications/@me"]
         assert [c.status for c in fake.calls if c.status != 200] == []
@@ -366,5 +403,29 @@ def test_upload_limit_double_answer_and_unknown_routes() -> None:
                 assert answer.status == 404 and (await answer.json()) == {"code": 0, "message": "404: Not Found"}
         assert [c.status for c in fake.calls if c.path == "/no/such/route"] == [404]
         assert len(fake.responses_of(asked)) == 1
+
+    run(scenario)
+
+
+def test_a_subcommand_its_autocomplete_a_user_option_and_a_modal() -> None:
+    async def scenario(fake: fd.FakeDiscord, client: Probe) -> None:
+        typed = await fake.autocomplete("lora", subcommand="use", focused="name", value="pi", user=fd.ADMIN)
+        choices = await fake.wait_until(lambda: fake.responses_of(typed), timeout=5)
+        assert choices == [{"type": 8, "data": {"choices": [{"name": "pixel", "value": "pixel"}]}}]
+        used = await fake.slash("lora", subcommand="use", options=[{"name": "name", "value": "pixel"}], user=fd.ADMIN)
+        assert (await fake.wait_until(lambda: fake.original(used), timeout=5))["content"] == "using pixel"
+        assert client.seen["lora"] == ("pixel", True)
+        assert used["data"]["options"] == [
+            {"name": "use", "type": 1, "options": [{"type": 3, "name": "name", "value": "pixel"}]}
+        ]
+
+        asked = await fake.slash("ban", user=fd.ADMIN, options=[{"name": "user", "value": str(fd.BOB)}])
+        modal = await fake.wait_until(lambda: fake.responses_of(asked), timeout=5)
+        assert modal[0]["type"] == 9 and fake.original(asked) is None
+        submitted = await fake.submit_modal(asked, {"why": "spam"}, user=fd.ADMIN)
+        answer = await fake.wait_until(lambda: fake.original(submitted), timeout=5)
+        assert answer["content"] == f"banned {fd.BOB} for spam"
+        with pytest.raises(AssertionError, match="never synced"):
+            await fake.slash("nope")
 
     run(scenario)
