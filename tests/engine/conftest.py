@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
 def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BLIP-2 folder (model and processor), loaded the way production loads the real one."""
-    torch = pytest.importorskip("torch")
     from engine.tiny.vqa import make_tiny_blip2
 
     torch.set_num_threads(1)
@@ -21,9 +21,20 @@ def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_florence2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Florence-2 folder (model and processor)."""
-    torch = pytest.importorskip("torch")
     from engine.tiny.vqa import make_tiny_florence2
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     return make_tiny_florence2(tmp_path_factory.mktemp("tiny-florence2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every tiny model, two t2v LoRA checkpoints and the tiny configs, as `makeitmove models make-tiny` writes them."""
+    from engine.tiny import make_tiny
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny-all")
+    make_tiny(root)
+    return root
