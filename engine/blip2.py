@@ -64,7 +64,9 @@ class Blip2Vqa:
                 device = gpu.torch_device(self.runtime)
                 dtype = gpu.torch_dtype(self.runtime, device)
                 started = time.perf_counter()
-                model: Any = Blip2ForConditionalGeneration.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+                model: Any = Blip2ForConditionalGeneration.from_pretrained(
+                    self.path, dtype=dtype, local_files_only=True
+                )
                 model = model.to(device).eval()
                 processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
                 processor.tokenizer.padding_side = "left"

@@ -96,7 +96,9 @@ class Florence2:
                 device = gpu.torch_device(self.runtime)
                 dtype = gpu.torch_dtype(self.runtime, device)
                 started = time.perf_counter()
-                model: Any = Florence2ForConditionalGeneration.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+                model: Any = Florence2ForConditionalGeneration.from_pretrained(
+                    self.path, dtype=dtype, local_files_only=True
+                )
                 model = model.to(device).eval()
                 processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
                 log.info(
