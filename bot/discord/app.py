@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import discord
 import yarl
@@ -34,11 +35,13 @@ INTENT_MISSING = (
 class MakeItMove(discord.Client):
     """The bot: one client, one command tree, one Runtime."""
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str], *, message_content: bool) -> None:
+    def __init__(
+        self, settings: Settings, environ: Mapping[str, str], *, message_content: bool, **options: Any
+    ) -> None:
         intents = discord.Intents.default()
         intents.message_content = message_content
         # allowed_mentions here is discord.py's default for every message it sends; each call says none() again
-        super().__init__(intents=intents, allowed_mentions=NONE, chunk_guilds_at_startup=False)
+        super().__init__(intents=intents, allowed_mentions=NONE, chunk_guilds_at_startup=False, **options)
         dc = settings.discord
         self.rt = Runtime(
             dc,
@@ -50,6 +53,7 @@ class MakeItMove(discord.Client):
             PendingJobs(dc.state_file),
         )
         self.tree: app_commands.CommandTree[MakeItMove] = app_commands.CommandTree(self)
+        self.runner: asyncio.Task[None] | None = None  # client.start, while `running`
         commands.register(self.tree)  # type: ignore[arg-type]
 
     async def setup_hook(self) -> None:
@@ -112,44 +116,57 @@ def token_of(environ: Mapping[str, str]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running(client: MakeItMove, token: str, *, timeout: float = READY_TIMEOUT_S) -> AsyncIterator[MakeItMove]:
-    """Run the client inside the running event loop until the block ends (what `run` does, for tests)."""
-    task = asyncio.create_task(client.start(token), name="discord-client")
-    ready = asyncio.create_task(client.wait_until_ready())
-    try:
-        done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()  # raises what stopped the client
-        if ready not in done:
-            raise TimeoutError(f"the Discord client wasn't ready within {timeout} s")
-        yield client
-    finally:
-        ready.cancel()
-        await client.close()
-        with contextlib.suppress(asyncio.CancelledError, discord.DiscordException):
-            await asyncio.wait_for(task, timeout=10)
+async def running(
+    settings: Settings, environ: Mapping[str, str], *, timeout: float | None = READY_TIMEOUT_S, **options: Any
+) -> AsyncIterator[MakeItMove]:
+    """A connected, ready bot inside the running event loop, closed when the block ends.
 
-
-async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
-    """Run until stopped; without the Message Content intent, go on without it (and say so)."""
+    Asked for the Message Content intent (reply_trigger) but refused it, the bot says why and starts again
+    without it: the slash command and the context menu don't need it. `options` go to discord.Client.
+    """
     token = token_of(environ)
     point_at(settings.discord)
     want_content = settings.discord.reply_trigger
     while True:
-        client = MakeItMove(settings, environ, message_content=want_content)
+        client = MakeItMove(settings, environ, message_content=want_content, **options)
+        client.runner = asyncio.create_task(client.start(token), name="discord-client")
+        ready = asyncio.create_task(client.wait_until_ready())
         try:
-            async with client:
-                await client.start(token)
-            return
-        except discord.PrivilegedIntentsRequired:
-            if not want_content:
-                raise
-            log.error(INTENT_MISSING)
-            want_content = False
-        except discord.LoginFailure:
-            raise ConfigError(
-                "Discord refused DISCORD_TOKEN; copy the bot's token again from the Developer Portal"
-            ) from None
+            done, _ = await asyncio.wait({client.runner, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if client.runner in done:
+            await client.close()
+            failure = client.runner.exception()
+            if isinstance(failure, discord.PrivilegedIntentsRequired) and want_content:
+                log.error(INTENT_MISSING)
+                want_content = False
+                continue
+            if isinstance(failure, discord.LoginFailure):
+                raise ConfigError("Discord refused DISCORD_TOKEN; copy the bot's token again from the Developer Portal")
+            client.runner.result()  # raises what stopped the client
+        if ready not in done:
+            await _stop(client)
+            raise TimeoutError(f"the Discord client wasn't ready within {timeout} s")
+        break
+    try:
+        yield client
+    finally:
+        await _stop(client)
+
+
+async def _stop(client: MakeItMove) -> None:
+    await client.close()
+    if client.runner is not None:
+        with contextlib.suppress(asyncio.CancelledError, discord.DiscordException, asyncio.TimeoutError):
+            await asyncio.wait_for(client.runner, timeout=10)
+
+
+async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Run until stopped (or until discord.py gives up, which raises)."""
+    async with running(settings, environ, timeout=None) as client:
+        assert client.runner is not None
+        await client.runner
 
 
 def run(settings: Settings, environ: Mapping[str, str]) -> None:
