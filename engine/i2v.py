@@ -130,5 +130,5 @@ def load(family: str, path: str, runtime: RuntimeSettings) -> Any:
 
     device = torch_device(runtime)
     pipeline_class: Any = LTXConditionPipeline if family == "ltx" else WanImageToVideoPipeline
-    pipe = pipeline_class.from_pretrained(path, torch_dtype=torch_dtype(runtime, device))
+    pipe = pipeline_class.from_pretrained(path, dtype=torch_dtype(runtime, device))
     return prepare(pipe, runtime)

@@ -103,8 +103,8 @@ def load(path: str, runtime: RuntimeSettings) -> Any:
 
     device = torch_device(runtime)
     dtype = torch_dtype(runtime, device)
-    unet = lora_unet_class().from_pretrained(path, subfolder="unet", torch_dtype=dtype)
-    pipe = TextToVideoSDPipeline.from_pretrained(path, unet=unet, torch_dtype=dtype)
+    unet = lora_unet_class().from_pretrained(path, subfolder="unet", dtype=dtype)
+    pipe = TextToVideoSDPipeline.from_pretrained(path, unet=unet, dtype=dtype)
     return prepare(pipe, runtime)
 
 
