@@ -117,3 +117,24 @@ def test_watermark_band_is_inpainted_the_same_way_on_every_frame_and_motion_stay
     per_frame = cleaned[beside].astype(float).mean(axis=(1, 2, 3))
     assert np.all(np.diff(per_frame) > 2)  # each frame keeps its own brightening: motion survives
     assert np.array_equal(remove_watermark(marked, 0.0), marked)
+
+
+def test_the_pipeline_reports_steps_inside_the_generate_stage_and_a_cancel_stops_it(tiny_dir: Path) -> None:
+    from engine.config import replace
+    from engine.pipeline import Pipeline
+    from engine.types import AnimationOptions
+    from tests.service.queue_contract import meme
+
+    pipeline = Pipeline(replace(tiny_settings(tiny_dir, steps=4), caption={"backend": "none"}))
+    seen: list[tuple[str, float]] = []
+
+    def cancel_mid_generate(stage: str, fraction: float) -> None:
+        seen.append((stage, fraction))
+        if stage == "generate" and fraction > 5 / 8 + 0.06:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pipeline.run(meme(), AnimationOptions(frames=4, size=64), progress=cancel_mid_generate)
+    steps = [fraction for stage, fraction in seen if stage == "generate"]
+    assert steps == pytest.approx([5 / 8, 5 / 8 + 0.25 / 8, 5 / 8 + 0.5 / 8])  # stage start, then per step
+    assert seen[-1][0] == "generate"  # nothing after the cancel: no postprocess, no encode
