@@ -38,6 +38,7 @@ class MakeItMove(discord.Client):
     def __init__(
         self, settings: Settings, environ: Mapping[str, str], *, message_content: bool, **options: Any
     ) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here: no warning about it
         intents = discord.Intents.default()
         intents.message_content = message_content
         # allowed_mentions here is discord.py's default for every message it sends; each call says none() again
@@ -139,7 +140,7 @@ async def running(
             await client.close()
             failure = client.runner.exception()
             if isinstance(failure, discord.PrivilegedIntentsRequired) and want_content:
-                log.error(INTENT_MISSING)
+                log.warning(INTENT_MISSING)
                 want_content = False
                 continue
             if isinstance(failure, discord.LoginFailure):

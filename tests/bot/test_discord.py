@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests.service.test_api import meme
 DC_TOKEN = "fake-discord-bot-token"
 ENV = {"DISCORD_TOKEN": DC_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}
 WAIT_S = 20.0
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monday-cat.png"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,15 @@ def discord_urls() -> Any:
     base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
     yield
     Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+@pytest.fixture(autouse=True)
+def nothing_crashed(caplog: pytest.LogCaptureFixture) -> Any:
+    """No traceback logged by the bot or discord.py: every failure in these tests is one the bot handles."""
+    caplog.set_level(logging.INFO)
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith(("bot.", "discord"))]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
 class Gate:
@@ -91,6 +102,8 @@ class World:
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
         self.settings: Settings = replace(load_settings(), **base)
+        if {"generate", "encode"} & set(sections):  # a pipeline of its own for these settings
+            self.gate = Gate(Pipeline(self.settings))
         self._runner: web.AppRunner | None = None
 
     async def start_engine(self) -> None:
@@ -110,6 +123,12 @@ class World:
 
     def pending(self) -> dict[str, dict[str, Any]]:
         return PendingJobs(self.settings.discord.state_file).all()
+
+    async def result(self, interaction: dict[str, Any]) -> dict[str, Any]:
+        """The result in the interaction's message, once the bot has also recorded it as delivered."""
+        message = await result_of(self.fake, interaction)
+        await self.fake.wait_until(lambda: (self.pending().get(job_of(message)) or {}).get("delivered"), WAIT_S)
+        return message
 
 
 def run(
@@ -207,11 +226,11 @@ def test_slash_command_defers_shows_progress_and_delivers_a_gif_with_buttons(
         shown = [v.get("content") for v in fake.versions(fake.original(asked))]
         assert shown[1:] == ["Queued — #1", "Reading the meme…"], shown  # after the empty "thinking…"
         world.gate.open()
-        result = await result_of(fake, asked)
+        result = await world.result(asked)
         assert kind_of(fake.attachment_bytes(result["attachments"][0])) == "gif"
         assert "the cat waves" in result["content"] and "@\u200beveryone" in result["content"]
-        job = world.pending()[job_of(result)]
-        assert job["key"] == f"dc:{asked['id']}" and job["delivered"]
+        job = await fake.wait_until(lambda: (j := world.pending()[job_of(result)]).get("delivered") and j, WAIT_S)
+        assert job["key"] == f"dc:{asked['id']}"
         no_pings(fake)
 
     run(tmp_path, pipeline, scenario)
@@ -225,7 +244,7 @@ def test_context_menu_on_an_embed_and_on_a_message_without_an_image(tmp_path: Pa
                  "thumbnail": {"url": "https://example.invalid/linked.png", "proxy_url": picture["url"]}}  # fmt: skip
         linked = await fake.post_message(fd.CHANNEL, fd.BOB, "look", embeds=[embed])
         asked = await fake.context_menu("Animate meme", target_message=linked, user=fd.ALICE)
-        result = await result_of(fake, asked)
+        result = await world.result(asked)
         assert result["content"].startswith("Meme by bob")
         assert world.pending()[job_of(result)]["source"] == [fd.CHANNEL, int(linked["id"])]
 
@@ -287,9 +306,8 @@ def test_reply_trigger_without_the_intent_starts_anyway_and_says_what_to_do(
         await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}> dance", reply_to=int(posted["id"]))
         await fake.wait_until(lambda: _reply_saying(fake, text.DISCORD_CANT_SEE_REPLY), WAIT_S)
         asked = await fake.context_menu("Animate meme", target_message=posted, user=fd.ALICE)  # needs no intent
-        await result_of(fake, asked)
+        await world.result(asked)
 
-    caplog.set_level(logging.WARNING, logger="bot.discord")
     run(tmp_path, pipeline, scenario, fake_options={"message_content_intent_allowed": False},
         discord={"reply_trigger": True})  # fmt: skip
 
@@ -313,13 +331,13 @@ def test_result_buttons_work_and_keep_working_after_a_restart(tmp_path: Path, pi
         attachment = fake.add_attachment(png(), "cat.png", "image/png")
         async with world.bot():
             asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
-            result = await result_of(fake, asked)
+            result = await world.result(asked)
         job_id = job_of(result)
         first_seed = world.pending()[job_id]["seed"]
         async with world.bot():  # a new process: the buttons are matched by their custom_id alone
             again = await fake.click(result["id"], f"mim:again:{job_id}", user=fd.BOB)
             more = await fake.click(result["id"], f"mim:more:{job_id}", user=fd.ALICE)
-            again_result, more_result = await result_of(fake, again), await result_of(fake, more)
+            again_result, more_result = await world.result(again), await world.result(more)
             jobs = world.pending()
             assert jobs[job_of(more_result)]["options"]["motion"] == "high"
             assert jobs[job_of(more_result)]["seed"] == first_seed, "⚡ keeps the seed: only the motion changes"
@@ -341,3 +359,197 @@ def test_result_buttons_work_and_keep_working_after_a_restart(tmp_path: Path, pi
         no_pings(fake)
 
     run(tmp_path, pipeline, scenario, bot=False)
+
+
+def test_admin_commands_for_admins_only(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+
+        async def answer(name: str, user: int, **kwargs: Any) -> str:
+            asked = await fake.slash(name, user=user, **kwargs)
+            said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            assert said[-1]["flags"] & fd.EPHEMERAL, f"/{name} answers privately"
+            return str(said[-1]["content"])
+
+        assert await answer("stats", fd.ALICE) == text.ONLY_ADMINS
+        assert await answer("lora", fd.BOB, subcommand="list") == text.ONLY_ADMINS
+        assert (await answer("stats", fd.ADMIN)).startswith("Queue:")
+        assert "No checkpoints" in await answer("lora", fd.ADMIN, subcommand="list")
+        assert "no checkpoint" in (await answer("lora", fd.ADMIN, subcommand="use", options=[
+            {"name": "name", "value": "nope"}])).lower()  # fmt: skip
+        limits = await answer("limits", fd.ADMIN, options=[{"name": "user_jobs", "value": 1}])
+        assert "1 jobs per" in limits and "now in force" in limits
+        banned = await answer("ban", fd.ADMIN, options=[{"name": "user", "value": str(fd.BOB)}])
+        assert banned.startswith(f"Banned {fd.BOB}")
+
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        asked = await fake.slash("animate", user=fd.BOB, attachments=[attachment])
+        refusal = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+        assert refusal[-1]["content"] == text.BANNED and refusal[-1]["flags"] & fd.EPHEMERAL
+        await fake.wait_until(lambda: fake.original(asked) is None, WAIT_S)  # the "thinking…" went away
+
+        lifted = await answer("unban", fd.ADMIN, options=[{"name": "user", "value": str(fd.BOB)}])
+        assert lifted.startswith("Lifted")
+        assert (await answer("quota", fd.BOB)).startswith("1 of 1 left")
+        no_pings(fake)
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_admins_by_role_id(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        asked = await fake.slash("stats", user=fd.ADMIN)  # ADMIN holds ROLE_MODS; no user id is listed
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+        assert said[-1]["content"].startswith("Queue:")
+
+    run(tmp_path, pipeline, scenario, discord={"admins": [fd.ROLE_MODS]})
+
+
+def test_a_small_upload_limit_gets_an_mp4(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        attachment = fake.add_attachment(EXAMPLE.read_bytes(), "monday-cat.png", "image/png")
+        fake.attachment_size_limit = 5000  # a GIF this small would be a thumbnail; the MP4 keeps the size
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+        result = await world.result(asked)
+        uploaded = result["attachments"][0]
+        assert uploaded["filename"].endswith(".mp4") and kind_of(fake.attachment_bytes(uploaded)) == "mp4"
+        assert uploaded["size"] <= 5000
+        fake.attachment_size_limit = 10 * fd.MIB
+        roomy = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+        assert (await world.result(roomy))["attachments"][0]["filename"].endswith(".gif")
+
+    run(tmp_path, pipeline, scenario, generate={"frames": 8}, encode={"size": 256})
+
+
+@pytest.mark.parametrize("how", ["the bot sees the token run out", "Discord refuses the token early"])
+def test_a_job_outliving_the_interaction_token_is_posted_in_the_channel(
+    tmp_path: Path, pipeline: Pipeline, how: str
+) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        fake.callback_window_s = 10**4  # the forged-old interaction may still be answered
+        if how.startswith("Discord"):
+            fake.token_lifetime_s = 2.0  # the webhook calls fail while the bot still trusts its token
+            created = None
+        else:  # 13 min 58 s old: the bot stops using the token 60 s before its end, 2 s from now
+            created = datetime.now(timezone.utc) - timedelta(seconds=15 * 60 - 62)
+        world.gate.close()
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment], created_at=created)
+        await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content"), WAIT_S)
+        await asyncio.sleep(2.5)
+        world.gate.open()
+        posted = await fake.wait_until(
+            lambda: [m for m in fake.messages_in(fd.CHANNEL) if m.get("attachments") and not m.get("interaction_id")],
+            WAIT_S,
+        )
+        result = _checked(posted[0])
+        assert int(result["message_reference"]["message_id"]) == int(fake.original(asked)["id"])
+        await fake.wait_until(lambda: world.pending()[job_of(result)].get("delivered"), WAIT_S)
+        if how.startswith("the bot"):  # it stopped using the token, and said so in the status message
+            await fake.wait_until(lambda: fake.original(asked)["content"] == text.DISCORD_SEE_BELOW, WAIT_S)
+        no_pings(fake)
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_bad_files_and_options_get_one_private_sentence(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+
+        async def refusal(asked: dict[str, Any]) -> str:
+            said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            assert said[-1]["flags"] & fd.EPHEMERAL
+            await fake.wait_until(lambda: all(m["flags"] & fd.EPHEMERAL for m in fake.made_by(asked)), WAIT_S)
+            return str(said[-1]["content"])
+
+        text_file = fake.add_attachment(b"not a meme", "notes.txt", "text/plain")
+        assert await refusal(await fake.slash("animate", attachments=[text_file])) == text.DISCORD_NO_IMAGE_IN_MESSAGE
+        fake_png = fake.add_attachment(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50, "broken.png", "image/png")
+        said = await refusal(await fake.slash("animate", attachments=[fake_png]))
+        assert "image" in said and "Traceback" not in said
+        huge = fake.add_attachment(png(), "huge.png", "image/png")
+        huge["size"] = 100 * fd.MIB  # what Discord says the file weighs: refused before downloading
+        assert "too large" in await refusal(await fake.slash("animate", attachments=[huge]))
+        assert not [c for c in fake.calls if c.path.endswith("/huge.png")]
+        assert not world.pending()
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_engine_down_then_back(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        await world.stop_engine()
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.ENGINE_OFFLINE and said[-1]["flags"] & fd.EPHEMERAL
+        quota = await fake.slash("quota", user=fd.ALICE)
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(quota) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.ENGINE_OFFLINE
+        await world.start_engine()
+        again = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+        await world.result(again)
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_a_job_in_flight_across_a_bot_restart_and_an_engine_restart_is_delivered_once(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        world.gate.close()
+        async with world.bot():
+            asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+            await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content"), WAIT_S)
+        assert [info.get("delivered") for info in world.pending().values()] == [None], "in flight at the stop"
+        async with world.bot():
+            await fake.drop_gateway()  # a gateway reconnect on top, while the job waits
+            world.gate.open()
+            result = await world.result(asked)
+            await fake.wait_until(lambda: world.pending()[job_of(result)].get("delivered"), WAIT_S)
+            await asyncio.sleep(0.5)
+        uploads = [c for c in fake.calls if c.files]
+        assert len(uploads) == 1, "one upload: the job was delivered exactly once"
+
+    run(tmp_path, pipeline, scenario, bot=False)
+
+
+def test_cancel_shows_cancelled_in_place(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        nothing = await fake.slash("cancel", user=fd.ALICE)
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(nothing) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.NOTHING_TO_CANCEL
+        world.gate.close()
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        first = await fake.slash("animate", user=fd.BOB, attachments=[attachment])  # runs, held by the gate
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])  # waits behind it
+        await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content") == "Queued — #1", WAIT_S)
+        cancel = await fake.slash("cancel", user=fd.ALICE)
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(cancel) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.CANCELLED and said[-1]["flags"] & fd.EPHEMERAL
+        assert fake.original(asked)["content"] == text.CANCELLED
+        world.gate.open()
+        await world.result(first)
+        await asyncio.sleep(0.3)
+        assert fake.original(asked)["content"] == text.CANCELLED and not fake.original(asked).get("attachments")
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_a_discord_429_on_the_upload_is_waited_out(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        fake.rate_limit_next("/messages/", retry_after=0.5)
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+        await world.result(asked)
+        assert [c.status for c in fake.calls if c.status == 429], "the 429 happened"
+
+    run(tmp_path, pipeline, scenario)
