@@ -58,11 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
     serve.set_defaults(handler=serve_command)
 
+    worker = commands.add_parser(
+        "worker", help="run one job worker (one per GPU)",
+        description='Take jobs from the Procrastinate queue, one at a time, until SIGINT or SIGTERM. Needs '
+        '[queue] backend = "procrastinate" and a postgresql:// [storage] url.',
+    )  # fmt: skip
+    worker.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
+    worker.set_defaults(handler=worker_command)
+
     db = commands.add_parser("db", help="manage the engine's database", description="Manage the engine's database.")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
     upgrade = db_commands.add_parser(
-        "upgrade", help="apply the database migrations", description="Apply the migrations to [storage] url."
-    )
+        "upgrade", help="apply the database migrations",
+        description="Apply the migrations to [storage] url (and Procrastinate's schema with [queue] backend = "
+        '"procrastinate").',
+    )  # fmt: skip
     upgrade.add_argument("--config", type=Path, metavar="FILE", help="a config.toml overriding the defaults")
     upgrade.set_defaults(handler=db_upgrade_command)
 
@@ -206,6 +216,11 @@ def db_upgrade_command(args: argparse.Namespace) -> int:
         asyncio.run(upgrade(settings.storage.url))
     except ValueError as exc:
         raise ConfigError(f"config key 'storage.url' is not usable: {exc}") from None
+    if settings.queue.backend == "procrastinate":
+        from engine.service.procrastinate_app import apply_schema, check_settings
+
+        check_settings(settings)
+        asyncio.run(apply_schema(settings.storage.url))
     shown = make_url(settings.storage.url).render_as_string(hide_password=True)
     print(f"database {shown} is up to date", file=sys.stderr)
     return 0
@@ -242,6 +257,27 @@ def models_make_tiny_command(args: argparse.Namespace) -> int:
     written = make_tiny(args.dir)
     configs = [path for name, path in written.items() if name.endswith(".toml")]
     print(f"tiny models in {args.dir}; try: makeitmove animate MEME --config {configs[0]}", file=sys.stderr)
+    return 0
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    """`makeitmove worker`: one Procrastinate worker owning this machine's GPU (or one of them)."""
+    from engine.config import load_settings
+    from engine.errors import ConfigError
+
+    settings = load_settings(args.config)
+    if settings.queue.backend != "procrastinate":
+        raise ConfigError('makeitmove worker needs [queue] backend = "procrastinate"; serve runs jobs itself otherwise')
+    try:
+        import procrastinate  # noqa: F401 - in the postgres extra, imported late by the worker itself
+    except ImportError as exc:
+        raise ConfigError(f"the worker needs pip install 'makeitmove[postgres]' ({exc.name} is missing)") from None
+    from engine.pipeline import Pipeline
+    from engine.service.worker import run_worker
+
+    if not args.verbose:  # a worker logs its job transitions, like serve
+        logging.getLogger().setLevel(logging.INFO)
+    run_worker(settings, Pipeline)
     return 0
 
 

@@ -19,6 +19,7 @@ from engine.service.local_queue import LocalJobQueue
 from engine.service.metrics import MeteredPipeline, ServiceMetrics
 from engine.service.middleware import auth, errors
 from engine.service.openapi import build_spec
+from engine.service.procrastinate_queue import ProcrastinateJobQueue
 from engine.service.queue import JobQueue
 from engine.service.routes import ROUTES, add_routes
 from engine.service.state import (
@@ -77,11 +78,17 @@ def create_app(
     *,
     tokens: Tokens | None = None,
     pipeline_factory: PipelineFactory = Pipeline,
-    queue_factory: QueueFactory = LocalJobQueue,
+    queue_factory: QueueFactory | None = None,
 ) -> web.Application:
-    """The app; storage, pipeline, queue and the retention sweep open in cleanup_ctx, in that order."""
+    """The app; storage, pipeline, queue and the retention sweep open in cleanup_ctx, in that order.
+
+    The queue is [queue] backend's unless `queue_factory` is given: LocalJobQueue runs jobs in this
+    process, ProcrastinateJobQueue hands them to `makeitmove worker` processes.
+    """
     tokens = tokens if tokens is not None else Tokens()
     check_exposure(settings, tokens)
+    backend: QueueFactory = ProcrastinateJobQueue if settings.queue.backend == "procrastinate" else LocalJobQueue
+    make_queue = queue_factory or backend
     app = web.Application(client_max_size=settings.engine.max_body_bytes, middlewares=[errors, auth])
     app[SETTINGS] = settings
     app[TOKENS] = tokens
@@ -106,7 +113,7 @@ def create_app(
 
     async def queue(app: web.Application) -> AsyncIterator[None]:
         runner = MeteredPipeline(app[PIPELINE], app[METRICS])
-        app[QUEUE] = queue_factory(app[REPOSITORY], lambda: runner, settings, app[CHECKPOINTS])
+        app[QUEUE] = make_queue(app[REPOSITORY], lambda: runner, settings, app[CHECKPOINTS])
         await app[QUEUE].start()
         yield
         await app[QUEUE].stop()
