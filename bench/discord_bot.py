@@ -1,25 +1,28 @@
 """Benchmark: 100 concurrent /animate interactions through the loopback fake Discord to the real engine.
 
 Usage: python bench/discord_bot.py [--interactions 100]
-Runs the engine in-process (OCR off, 2 frames, 64 px: the pipeline is cheap, so the bot's own cost shows) and
-the real discord.py client (bot/discord) against tests/bot/fake_discord.py. All interactions are dispatched at
-once over the gateway. Prints p50/p99 from dispatch to the defer (Discord's limit is 3 s; the target is 300 ms)
-and to the "Queued" edit, next to a baseline measured in the same run (a bare engine submit, as many at once),
-and checks that every interaction was answered and every result delivered exactly once. Prints figures only.
+Runs `makeitmove serve` in its own process, as in production (OCR off, 2 frames, 64 px: the pipeline is cheap,
+so the bot's own cost shows), and the real discord.py client (bot/discord) against tests/bot/fake_discord.py.
+All interactions are dispatched at once over the gateway. Prints p50/p99 from dispatch to the defer (Discord's
+limit is 3 s; the target is 300 ms) and to the "Queued" edit, next to a baseline measured in the same run (a bare
+engine submit, as many at once), and checks that every interaction was answered and every result delivered
+exactly once. Prints figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from aiohttp import web
+import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
@@ -27,9 +30,6 @@ sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from bot.core.engine_client import EngineClient  # noqa: E402
 from bot.discord.app import running  # noqa: E402
 from engine.config import load_settings, replace  # noqa: E402
-from engine.pipeline import Pipeline  # noqa: E402
-from engine.service.app import create_app  # noqa: E402
-from engine.service.state import Tokens  # noqa: E402
 from tests.bot import fake_discord as fd  # noqa: E402
 from tests.service.test_api import meme  # noqa: E402
 
@@ -47,6 +47,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def start_engine(folder: Path, port: int) -> asyncio.subprocess.Process:
+    """`makeitmove serve` on `port` with the cheap pipeline, once it answers /v1/health."""
+    config = folder / "engine.toml"
+    config.write_text(
+        f'[engine]\nport = {port}\n[storage]\nurl = "sqlite:///{folder / "engine.db"}"\n[ocr]\nbackend = "none"\n'
+        "[generate]\nframes = 2\n[encode]\nsize = 64\n[limits]\nqueue_max = 100000\n"
+        "[limits.user]\njobs = 100\nconcurrent = 10\n[limits.chat]\njobs = 100000\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine.cli", "serve", "--config", str(config),
+        env={**os.environ, "ENGINE_TOKEN": ENGINE_TOKEN}, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/v1/health") as response:
+                    if response.status == 200:
+                        return process
+            await asyncio.sleep(0.1)
+    process.kill()
+    raise SystemExit("the engine did not start within 60 s")
 
 
 def ms(seconds: list[float], q: float) -> str:
@@ -70,10 +94,7 @@ async def bench(count: int, folder: Path) -> None:
         discord={"api_base_url": fake.api_base_url, "gateway_url": fake.gateway_url, "dev_guild": fd.GUILD,
                  "state_file": str(folder / "pending.json")},
     )  # fmt: skip
-    pipeline = Pipeline(settings)
-    runner = web.AppRunner(create_app(settings, tokens=Tokens(ENGINE_TOKEN), pipeline_factory=lambda _: pipeline))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    engine_process = await start_engine(folder, port)
     images = [meme(seed=i) for i in range(8)]
     attachments = [fake.add_attachment(image, f"meme{i}.png", "image/png") for i, image in enumerate(images)]
 
@@ -111,7 +132,8 @@ async def bench(count: int, folder: Path) -> None:
             await asyncio.sleep(0.1)
         all_done = time.monotonic() - started
         await asyncio.sleep(1.0)  # late duplicates would show up here
-    await runner.cleanup()
+    engine_process.terminate()
+    await engine_process.wait()
     await fake.stop()
 
     deferred: dict[str, list[float]] = {token: [] for token in sent}

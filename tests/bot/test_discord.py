@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -247,6 +251,10 @@ def test_context_menu_on_an_embed_and_on_a_message_without_an_image(tmp_path: Pa
         result = await world.result(asked)
         assert result["content"].startswith("Meme by bob")
         assert world.pending()[job_of(result)]["source"] == [fd.CHANNEL, int(linked["id"])]
+        listing = await fake.slash("history", user=fd.ALICE)
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(listing) if m.get("content")], WAIT_S)
+        assert said[-1]["content"].startswith("Your last animations") and said[-1]["flags"] & fd.EPHEMERAL
+        assert len(said[-1]["content"].splitlines()) == 2 and "— done" in said[-1]["content"]
 
         words = await fake.post_message(fd.CHANNEL, fd.BOB, "just words")
         refused = await fake.context_menu("Animate meme", target_message=words, user=fd.ALICE)
@@ -312,17 +320,18 @@ def test_reply_trigger_without_the_intent_starts_anyway_and_says_what_to_do(
         discord={"reply_trigger": True})  # fmt: skip
 
 
-def test_reply_trigger_off_ignores_mentions(tmp_path: Path, pipeline: Pipeline) -> None:
+def test_reply_trigger_off_ignores_mentions_and_commands_sync_globally(tmp_path: Path, pipeline: Pipeline) -> None:
     async def scenario(world: World) -> None:
         fake = world.fake
         assert not fake.identify["intents"] & fd.MESSAGE_CONTENT, "no privileged intent asked for when off"
+        assert "animate" in {c["name"] for c in fake.commands()} and not fake.commands(guild=fd.GUILD)
         posted = await fake.post_message(fd.CHANNEL, fd.BOB, "", attachments=[fake.add_attachment(png(), "m.png")])
         await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}> dance", reply_to=int(posted["id"]))
         quota = await fake.slash("quota", user=fd.ALICE)  # a later interaction, answered after the message event
         await fake.wait_until(lambda: fake.responses_of(quota), WAIT_S)
         assert not [c for c in fake.calls if c.path == f"/channels/{fd.CHANNEL}/messages" and c.method == "POST"]
 
-    run(tmp_path, pipeline, scenario)
+    run(tmp_path, pipeline, scenario, discord={"dev_guild": 0})
 
 
 def test_result_buttons_work_and_keep_working_after_a_restart(tmp_path: Path, pipeline: Pipeline) -> None:
@@ -553,3 +562,45 @@ def test_a_discord_429_on_the_upload_is_waited_out(tmp_path: Path, pipeline: Pip
         assert [c.status for c in fake.calls if c.status == 429], "the 429 happened"
 
     run(tmp_path, pipeline, scenario)
+
+
+def test_the_cli_runs_the_bot_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    async def main() -> None:
+        fake = fd.FakeDiscord(DC_TOKEN)
+        await fake.start()
+        fake.setup_default()
+        config = tmp_path / "bot.toml"
+        config.write_text(
+            f'[discord]\napi_base_url = "{fake.api_base_url}"\ngateway_url = "{fake.gateway_url}"\n'
+            f'state_file = "{tmp_path / "pending.json"}"\ndev_guild = {fd.GUILD}\n'
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine.cli", "bot", "discord", "--config", str(config),
+            env={**os.environ, **ENV}, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await fake.wait_ready(WAIT_S)
+            await fake.wait_until(lambda: fake.commands(guild=fd.GUILD), WAIT_S)
+            asked = await fake.slash("help", user=fd.ALICE)
+            said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            assert "Apps → Animate meme" in said[-1]["content"] and "/lora" not in said[-1]["content"]
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), WAIT_S) == 0
+            assert process.stderr is not None
+            log = (await process.stderr.read()).decode()
+            assert DC_TOKEN not in log and "Traceback" not in log
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await fake.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+def test_the_cli_without_a_token_says_where_to_get_one() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "bot", "discord"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode != 0 and "DISCORD_TOKEN" in done.stderr and "Traceback" not in done.stderr
