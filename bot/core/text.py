@@ -74,6 +74,7 @@ DISCORD_CANT_SEE_REPLY = (
 DOWNLOAD_FAILED = "I couldn't download that image; please try again."
 IMAGE_GONE = "I can't get that image any more (it was deleted or its link expired); please post it again."
 DISCORD_SEE_BELOW = "Done — your animation is below."
+DISCORD_CANT_POST = "I made the animation but couldn't post it in this channel (I may lack the permission)."
 DISCORD_NO_UPLOAD = "I made the animation but couldn't upload it here (it's too large for this channel)."
 ANIMATE_BUTTON = "✨ Animate"
 OFFER_TEXT = "Want me to animate this meme? Tap the button (or send it with /animate and a prompt)."

@@ -32,6 +32,10 @@ RESULT_FORMAT, FALLBACK_FORMAT = "gif", "mp4"  # a GIF when it fits the upload l
 TOO_LARGE = 40005  # Discord's "Request entity too large"
 
 
+class NoStatus(discord.DiscordException):
+    """The job's status message was never made (its first edit failed); the result goes to the channel."""
+
+
 @dataclass(frozen=True)
 class Request:
     """Everything one animation needs, whatever started it."""
@@ -69,7 +73,7 @@ def _http(rt: Runtime) -> Any:
     return rt.http
 
 
-def _info(req: Request, job: Job, status_id: int, status_text: str, **extra: Any) -> dict[str, Any]:
+def _info(req: Request, job: Job, status_id: int | None, status_text: str, **extra: Any) -> dict[str, Any]:
     return {
         "key": req.key, "user_id": req.user.id, "guild_id": req.guild_id, "channel_id": req.channel_id,
         "poster": req.poster, "options": req.request.options, "upload_limit": req.upload_limit,
@@ -95,11 +99,15 @@ async def animate_interaction(
             await refuse_after_defer(interaction, text.error_text(exc))
             return
         line = text.queued_text(job.position)
-        original = await interaction.edit_original_response(content=line, allowed_mentions=NONE)
+        try:
+            status_id: int | None = (await interaction.edit_original_response(content=line, allowed_mentions=NONE)).id
+        except discord.HTTPException as exc:  # the job is queued all the same: its result goes to the channel
+            log.warning("job %s: the queued line could not be shown (%s)", job.id, exc)
+            status_id, line = None, ""
         expires = interaction.created_at.timestamp() + TOKEN_LIFETIME_S
         rt.pending.add(
             job.id,
-            _info(req, job, original.id, line, token=interaction.token, app_id=interaction.application_id,
+            _info(req, job, status_id, line, token=interaction.token, app_id=interaction.application_id,
                   token_expires=expires),
         )  # fmt: skip
     finally:
@@ -180,11 +188,9 @@ async def _follow(rt: Runtime, client: discord.Client, job_id: str) -> None:
             attempt += 1
             log.warning("engine unreachable while watching job %s; retrying in %.0f s", job_id, wait)
             await asyncio.sleep(wait)
-        except EngineError as exc:
-            if exc.status == 404:  # the engine lost the job (a new database): say so once, forget it
-                await end_without_result(rt, client, job_id, text.error_text(exc, job_id=job_id))
-                return
-            raise
+        except EngineError as exc:  # the engine lost the job or its result (a new database, retention): say so
+            await end_without_result(rt, client, job_id, text.error_text(exc, job_id=job_id))
+            return
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -228,7 +234,7 @@ async def _edit_status(rt: Runtime, client: discord.Client, job_id: str, line: s
     rt.edited_at[job_id] = time.monotonic()
     try:
         await edit_message(client, info, content=text.defuse_mentions(line))
-    except discord.HTTPException as exc:  # deleted, or the channel is out of reach: the result still comes
+    except (discord.HTTPException, NoStatus) as exc:  # deleted, or out of reach: the result still comes
         log.info("status of job %s not edited: %s", job_id, exc)
         return False
     rt.pending.update(job_id, status_text=line)
@@ -237,6 +243,8 @@ async def _edit_status(rt: Runtime, client: discord.Client, job_id: str, line: s
 
 async def edit_message(client: discord.Client, info: dict[str, Any], **fields: Any) -> discord.Message | None:
     """Edit the job's status message: through the interaction token while it lives, else as the bot's message."""
+    if info.get("status_id") is None:
+        raise NoStatus("the job has no status message")
     if token_usable(info):
         hook = discord.Webhook.partial(int(info["app_id"]), str(info["token"]), client=client)
         return await hook.edit_message(int(info["status_id"]), allowed_mentions=NONE, **fields)
@@ -266,10 +274,13 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
     try:
         message_id = await _upload(client, info, job.id, data, f"makeitmove-{job.id[:12]}.{extension}", caption)
     except discord.HTTPException as exc:
-        if exc.status == 413 or exc.code == TOO_LARGE:
-            await end_without_result(rt, client, job.id, text.DISCORD_NO_UPLOAD)
-            return
-        raise
+        if exc.status >= 500:
+            raise  # Discord's own trouble: the watcher tries again
+        # too large, or the channel is out of reach (deleted, no permission): trying again won't help
+        log.warning("job %s: the result could not be posted (%s)", job.id, exc)
+        line = text.DISCORD_NO_UPLOAD if exc.status == 413 or exc.code == TOO_LARGE else text.DISCORD_CANT_POST
+        await end_without_result(rt, client, job.id, line)
+        return
     _delivered(rt, job, message_id)
     log.info("job %s delivered to channel %s as %s", job.id, info["channel_id"], extension)
     rt.forget_old()
@@ -300,7 +311,7 @@ async def _upload(
     def file() -> discord.File:
         return discord.File(io.BytesIO(data), filename=name)
 
-    if token_usable(info) and not info.get("reply_to"):
+    if token_usable(info) and not info.get("reply_to") and info.get("status_id") is not None:
         try:
             message = await edit_message(client, info, content=caption, attachments=[file()], view=result_view(job_id))
             assert message is not None
@@ -310,15 +321,17 @@ async def _upload(
                 raise
             log.info("job %s: the interaction token failed (%s); posting in the channel", job_id, exc)
     channel = client.get_partial_messageable(int(info["channel_id"]))
-    below = int(info.get("reply_to") or info["status_id"])
-    reference = discord.MessageReference(message_id=below, channel_id=int(info["channel_id"]), fail_if_not_exists=False)
-    sent = await channel.send(
-        caption, file=file(), view=result_view(job_id), reference=reference, allowed_mentions=NONE
-    )
-    with contextlib.suppress(discord.HTTPException):  # a status line left behind is untidy, not wrong
-        if info.get("reply_to"):
+    below = info.get("reply_to") or info.get("status_id")
+    extra: dict[str, Any] = {}
+    if below:
+        extra["reference"] = discord.MessageReference(
+            message_id=int(below), channel_id=int(info["channel_id"]), fail_if_not_exists=False
+        )
+    sent = await channel.send(caption, file=file(), view=result_view(job_id), allowed_mentions=NONE, **extra)
+    with contextlib.suppress(discord.HTTPException, NoStatus):  # a status line left behind is untidy, not wrong
+        if info.get("reply_to") and info.get("status_id"):
             await channel.get_partial_message(int(info["status_id"])).delete()
-        else:
+        elif not info.get("reply_to"):
             await edit_message(client, info, content=text.DISCORD_SEE_BELOW)
     return sent.id
 
@@ -330,7 +343,7 @@ async def end_without_result(rt: Runtime, client: discord.Client, job_id: str, l
         return False
     try:
         await edit_message(client, info, content=text.defuse_mentions(line))
-    except discord.HTTPException as exc:
+    except (discord.HTTPException, NoStatus) as exc:
         log.info("job %s: status not edited (%s); telling the channel", job_id, exc)
         with contextlib.suppress(discord.HTTPException):
             channel = client.get_partial_messageable(int(info["channel_id"]))

@@ -112,6 +112,7 @@ class FakeDiscord:
         self._files: dict[int, tuple[str, str, bytes]] = {}  # attachment id -> (filename, content type, bytes)
         self._tokens: dict[str, int] = {}  # interaction token -> interaction id
         self._rate_limits: list[tuple[str, float]] = []
+        self.read_only: set[int] = set()  # channels where the bot lacks Send Messages: its posts get 403 50013
         self._ws: web.WebSocketResponse | None = None
         self._session_id = ""
         self._live = False  # the current socket identified or resumed: events go out at once
@@ -739,6 +740,8 @@ class FakeDiscord:
     ) -> web.Response:
         if channel not in self.channels:
             return _error(404, 10003, "Unknown Channel")
+        if channel in self.read_only:
+            return _error(403, 50013, "Missing Permissions")
         reference = body.get("message_reference")
         if (
             reference

@@ -604,3 +604,24 @@ def test_the_cli_without_a_token_says_where_to_get_one() -> None:
         [sys.executable, "-m", "engine.cli", "bot", "discord"], capture_output=True, text=True, env=env, timeout=60
     )
     assert done.returncode != 0 and "DISCORD_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_result_that_cannot_be_posted_ends_with_a_sentence_not_a_retry_loop(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        fake.callback_window_s = 10**4
+        fake.read_only.add(fd.CHANNEL)  # the token is past its use, and the channel refuses the bot's posts
+        old = datetime.now(timezone.utc) - timedelta(seconds=15 * 60 - 30)
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment], created_at=old)
+        await fake.wait_until(lambda: next(iter(world.pending().values()), {}).get("delivered"), WAIT_S)
+        await asyncio.sleep(0.5)
+        info = next(iter(world.pending().values()))
+        assert info["status_text"] == text.DISCORD_CANT_POST
+        posts = [c for c in fake.calls if c.method == "POST" and c.path == f"/channels/{fd.CHANNEL}/messages"]
+        assert [c.status for c in posts] == [403], "one try at the result, then no retries"
+        assert fake.original(asked)["content"] == text.DISCORD_CANT_POST  # its status message says why
+
+    run(tmp_path, pipeline, scenario)
