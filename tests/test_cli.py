@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "monday-cat.png"
 REPORT_KEYS = {"output", "format", "bytes", "frames", "fps", "width", "height", "ocr", "script", "backends",
                "timings", "fitted"}  # fmt: skip
-SCRIPT_KEYS = {"description", "meme_text", "emotion", "motion_prompt", "camera", "explanation"}
+SCRIPT_KEYS = {"description", "meme_text", "emotion", "motion_prompt", "camera", "explanation", "writer"}
 STAGES = {"intake", "ocr", "detext", "caption", "synthesize", "generate", "postprocess", "encode"}
 
 
