@@ -192,13 +192,12 @@ class JobWorker:
 
     def _run(self, record: JobRecord, checkpoint: str | None, data: bytes | None) -> PipelineResult:
         """On the pipeline thread: the job's pipeline run."""
-        if checkpoint is not None:
-            self.registry.resolve(checkpoint)
+        checkpoint_file = str(self.registry.resolve(checkpoint)) if checkpoint is not None else None
         if data is None:
             raise UserError("The picture for this job is no longer kept; send it again.", code="image_expired")
         if self._runner is None:
             self._runner = self.pipeline_factory()
-        options = AnimationOptions(**record.options, seed=record.seed)
+        options = AnimationOptions(**record.options, seed=record.seed, checkpoint=checkpoint_file)
         return self._runner.run(data, options, progress=self._progress_callback(record))
 
     def _progress_callback(self, record: JobRecord) -> ProgressCallback:
