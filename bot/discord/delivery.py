@@ -104,6 +104,7 @@ async def animate_interaction(
         except discord.HTTPException as exc:  # the job is queued all the same: its result goes to the channel
             log.warning("job %s: the queued line could not be shown (%s)", job.id, exc)
             status_id, line = None, ""
+        rt.edited_at[job.id] = time.monotonic()  # the "Queued" line counts as the job's first edit
         expires = interaction.created_at.timestamp() + TOKEN_LIFETIME_S
         rt.pending.add(
             job.id,
@@ -131,6 +132,7 @@ async def animate_message(rt: Runtime, client: discord.Client, message: discord.
             return
         line = text.queued_text(job.position)
         status = await message.reply(line, mention_author=False, allowed_mentions=NONE)
+        rt.edited_at[job.id] = time.monotonic()
         rt.pending.add(job.id, _info(req, job, status.id, line, reply_to=message.id))
     finally:
         rt.claims.discard(req.key)

@@ -233,6 +233,8 @@ def test_slash_command_defers_shows_progress_and_delivers_a_gif_with_buttons(
         result = await world.result(asked)
         assert kind_of(fake.attachment_bytes(result["attachments"][0])) == "gif"
         assert "the cat waves" in result["content"] and "@\u200beveryone" in result["content"]
+        edits = [c.at for c in fake.calls if c.method == "PATCH" and asked["token"] in c.path and not c.files]
+        assert len(edits) >= 2 and all(b - a >= 0.19 for a, b in zip(edits, edits[1:])), "≤ 1 edit per interval"
         job = await fake.wait_until(lambda: (j := world.pending()[job_of(result)]).get("delivered") and j, WAIT_S)
         assert job["key"] == f"dc:{asked['id']}"
         no_pings(fake)
