@@ -271,14 +271,14 @@ class LocalJobQueue:
             self._fail(job_id, exc.code, exc.message, started)
             return runner
         except Exception as exc:
-            if not _out_of_memory(exc):
+            if not out_of_memory(exc):
                 log.exception("job %s failed with an internal error", job_id)
                 message = f"Something went wrong on our side making this animation (job {job_id}); please try again."
                 self._fail(job_id, "internal_error", message, started)
                 return runner
             log.warning("job %s ran out of memory: %s", job_id, exc)
         if result is None:
-            _free_memory()  # out here, once the exception and the frames it holds are gone
+            free_memory()  # out here, once the exception and the frames it holds are gone
             self._fail(job_id, "out_of_memory", OUT_OF_MEMORY, started)
             return runner
         if self._stopping.is_set():
@@ -341,12 +341,14 @@ def script_of(result: PipelineResult) -> dict[str, Any]:
     return {"ocr": ocr, **script}
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError or torch's OutOfMemoryError (shared with the Procrastinate worker)."""
     # torch.cuda.OutOfMemoryError is matched by name: importing torch here would load it on CPU-only installs.
     return isinstance(exc, MemoryError) or any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__)
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
+    """Give back what a failed job held: Python garbage and, when torch is loaded, CUDA's cache."""
     gc.collect()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():

@@ -36,8 +36,8 @@ from engine.service.local_queue import (
     Abandoned,
     Cancelled,
     Runner,
-    _free_memory,
-    _out_of_memory,
+    free_memory,
+    out_of_memory,
     script_of,
 )
 from engine.service.procrastinate_app import (
@@ -171,7 +171,7 @@ class JobWorker:
             await self._fail(record, exc.code, exc.message, started)
             return
         except Exception as exc:
-            if not _out_of_memory(exc):
+            if not out_of_memory(exc):
                 log.exception("job %s failed with an internal error", job_id)
                 message = f"Something went wrong on our side making this animation (job {job_id}); please try again."
                 await self._fail(record, "internal_error", message, started)
@@ -179,7 +179,7 @@ class JobWorker:
             log.warning("job %s ran out of memory: %s", job_id, exc)
             result = None
         if result is None:
-            await loop.run_in_executor(self._thread, _free_memory)
+            await loop.run_in_executor(self._thread, free_memory)
             await self._fail(record, "out_of_memory", OUT_OF_MEMORY, started)
             return
         done = await self.repository.finish(
