@@ -1,0 +1,176 @@
+"""The Discord bot's commands and refusals: admins, bad files, the engine away, /cancel and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.core import text
+from engine.pipeline import Pipeline
+from tests.bot import fake_discord as fd
+from tests.bot.discord_world import (
+    DC_TOKEN,
+    ENV,
+    WAIT_S,
+    World,
+    no_pings,
+    png,
+    run,
+)
+
+
+def test_admin_commands_for_admins_only(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+
+        async def answer(name: str, user: int, **kwargs: Any) -> str:
+            asked = await fake.slash(name, user=user, **kwargs)
+            said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            assert said[-1]["flags"] & fd.EPHEMERAL, f"/{name} answers privately"
+            return str(said[-1]["content"])
+
+        assert await answer("stats", fd.ALICE) == text.ONLY_ADMINS
+        assert await answer("lora", fd.BOB, subcommand="list") == text.ONLY_ADMINS
+        assert (await answer("stats", fd.ADMIN)).startswith("Queue:")
+        assert "No checkpoints" in await answer("lora", fd.ADMIN, subcommand="list")
+        assert "no checkpoint" in (await answer("lora", fd.ADMIN, subcommand="use", options=[
+            {"name": "name", "value": "nope"}])).lower()  # fmt: skip
+        limits = await answer("limits", fd.ADMIN, options=[{"name": "user_jobs", "value": 1}])
+        assert "1 jobs per" in limits and "now in force" in limits
+        banned = await answer("ban", fd.ADMIN, options=[{"name": "user", "value": str(fd.BOB)}])
+        assert banned.startswith(f"Banned {fd.BOB}")
+
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        asked = await fake.slash("animate", user=fd.BOB, attachments=[attachment])
+        refusal = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+        assert refusal[-1]["content"] == text.BANNED and refusal[-1]["flags"] & fd.EPHEMERAL
+        await fake.wait_until(lambda: fake.original(asked) is None, WAIT_S)  # the "thinking…" went away
+
+        lifted = await answer("unban", fd.ADMIN, options=[{"name": "user", "value": str(fd.BOB)}])
+        assert lifted.startswith("Lifted")
+        assert (await answer("quota", fd.BOB)).startswith("1 of 1 left")
+        no_pings(fake)
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_admins_by_role_id(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        asked = await fake.slash("stats", user=fd.ADMIN)  # ADMIN holds ROLE_MODS; no user id is listed
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+        assert said[-1]["content"].startswith("Queue:")
+
+    run(tmp_path, pipeline, scenario, discord={"admins": [fd.ROLE_MODS]})
+
+
+def test_bad_files_and_options_get_one_private_sentence(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+
+        async def refusal(asked: dict[str, Any]) -> str:
+            said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            assert said[-1]["flags"] & fd.EPHEMERAL
+            await fake.wait_until(lambda: all(m["flags"] & fd.EPHEMERAL for m in fake.made_by(asked)), WAIT_S)
+            return str(said[-1]["content"])
+
+        text_file = fake.add_attachment(b"not a meme", "notes.txt", "text/plain")
+        assert await refusal(await fake.slash("animate", attachments=[text_file])) == text.DISCORD_NO_IMAGE_IN_MESSAGE
+        fake_png = fake.add_attachment(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50, "broken.png", "image/png")
+        said = await refusal(await fake.slash("animate", attachments=[fake_png]))
+        assert "image" in said and "Traceback" not in said
+        huge = fake.add_attachment(png(), "huge.png", "image/png")
+        huge["size"] = 100 * fd.MIB  # what Discord says the file weighs: refused before downloading
+        assert "too large" in await refusal(await fake.slash("animate", attachments=[huge]))
+        assert not [c for c in fake.calls if c.path.endswith("/huge.png")]
+        assert not world.pending()
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_engine_down_then_back(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        await world.stop_engine()
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.ENGINE_OFFLINE and said[-1]["flags"] & fd.EPHEMERAL
+        quota = await fake.slash("quota", user=fd.ALICE)
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(quota) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.ENGINE_OFFLINE
+        await world.start_engine()
+        again = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
+        await world.result(again)
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_cancel_shows_cancelled_in_place(tmp_path: Path, pipeline: Pipeline) -> None:
+    async def scenario(world: World) -> None:
+        fake = world.fake
+        nothing = await fake.slash("cancel", user=fd.ALICE)
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(nothing) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.NOTHING_TO_CANCEL
+        world.gate.close()
+        attachment = fake.add_attachment(png(), "cat.png", "image/png")
+        first = await fake.slash("animate", user=fd.BOB, attachments=[attachment])  # runs, held by the gate
+        asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])  # waits behind it
+        await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content") == "Queued — #1", WAIT_S)
+        cancel = await fake.slash("cancel", user=fd.ALICE)
+        said = await fake.wait_until(lambda: [m for m in fake.made_by(cancel) if m.get("content")], WAIT_S)
+        assert said[-1]["content"] == text.CANCELLED and said[-1]["flags"] & fd.EPHEMERAL
+        assert fake.original(asked)["content"] == text.CANCELLED
+        world.gate.open()
+        await world.result(first)
+        await asyncio.sleep(0.3)
+        assert fake.original(asked)["content"] == text.CANCELLED and not fake.original(asked).get("attachments")
+
+    run(tmp_path, pipeline, scenario)
+
+
+def test_the_cli_runs_the_bot_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    async def main() -> None:
+        fake = fd.FakeDiscord(DC_TOKEN)
+        await fake.start()
+        fake.setup_default()
+        config = tmp_path / "bot.toml"
+        config.write_text(
+            f'[discord]\napi_base_url = "{fake.api_base_url}"\ngateway_url = "{fake.gateway_url}"\n'
+            f'state_file = "{tmp_path / "pending.json"}"\ndev_guild = {fd.GUILD}\n'
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine.cli", "bot", "discord", "--config", str(config),
+            env={**os.environ, **ENV}, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await fake.wait_ready(WAIT_S)
+            await fake.wait_until(lambda: fake.commands(guild=fd.GUILD), WAIT_S)
+            asked = await fake.slash("help", user=fd.ALICE)
+            said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            assert "Apps → Animate meme" in said[-1]["content"] and "/lora" not in said[-1]["content"]
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), WAIT_S) == 0
+            assert process.stderr is not None
+            log = (await process.stderr.read()).decode()
+            assert DC_TOKEN not in log and "Traceback" not in log
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await fake.stop()
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+def test_the_cli_without_a_token_says_where_to_get_one() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "bot", "discord"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode != 0 and "DISCORD_TOKEN" in done.stderr and "Traceback" not in done.stderr
