@@ -2,7 +2,7 @@
 
 Usage: python bench/discord_bot.py [--interactions 100]
 Runs `makeitmove serve` in its own process, as in production (OCR off, 2 frames, 64 px: the pipeline is cheap,
-so the bot's own cost shows), and the real discord.py client (bot/discord) against tests/bot/fake_discord.py.
+so the bot's own cost shows), and the real discord.py client (bot/discord) against tests/bot/fake_discord/.
 All interactions are dispatched at once over the gateway. Prints p50/p99 from dispatch to the defer (Discord's
 limit is 3 s; the target is 300 ms) and to the "Queued" edit, next to a baseline measured in the same run (a bare
 engine submit, as many at once), and checks that every interaction was answered and every result delivered
