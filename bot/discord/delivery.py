@@ -169,7 +169,7 @@ def resume(rt: Runtime, client: discord.Client) -> int:
 
 async def stop_watching(rt: Runtime) -> None:
     """Cancel the watchers; their jobs stay in the state file for the next start."""
-    tasks = list(rt.watchers.values())
+    tasks = list(rt.watchers.values()) + list(rt.flushes.values())
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -201,46 +201,52 @@ async def _follow(rt: Runtime, client: discord.Client, job_id: str) -> None:
 
 
 async def _show_progress(rt: Runtime, client: discord.Client, job: Job) -> None:
-    """Edit the status line, at most once per edit_interval_s per job; a skipped line is shown when due."""
+    """Show the job's newest status line."""
     info = rt.pending.get(job.id)
     if info is None or info.get("delivered"):
         return
-    line = text.status_text(job)
-    if line == rt.shown.get(job.id, info.get("status_text")):
+    rt.latest[job.id] = text.status_text(job)
+    await _sync_status(rt, client, job.id)
+
+
+async def _sync_status(rt: Runtime, client: discord.Client, job_id: str) -> None:
+    """Edit the status to the newest line, at most once per edit_interval_s; a held-back line goes out when due.
+
+    What the message shows is kept in memory only: the state file is fsynced on every write, and a restarted
+    bot's next event brings a fresher line anyway.
+    """
+    info = rt.pending.get(job_id)
+    line = rt.latest.get(job_id)
+    if info is None or info.get("delivered") or line is None or line == rt.shown.get(job_id, info["status_text"]):
         return
-    wait = rt.edited_at.get(job.id, 0.0) + rt.settings.edit_interval_s - time.monotonic()
-    rt.shown[job.id] = line  # what the message should show; _flush_later sends the newest one
+    wait = rt.edited_at.get(job_id, 0.0) + rt.settings.edit_interval_s - time.monotonic()
     if wait > 0:
-        if f"flush-{job.id}" not in rt.claims:
-            rt.claims.add(f"flush-{job.id}")
-            asyncio.create_task(_flush_later(rt, client, job.id, wait), name=f"flush-{job.id[:8]}")
+        if job_id not in rt.flushes:
+            rt.flushes[job_id] = asyncio.create_task(_flush_later(rt, client, job_id, wait), name=f"flush-{job_id[:8]}")
         return
-    await _edit_status(rt, client, job.id, line)
+    rt.edited_at[job_id] = time.monotonic()
+    try:
+        await edit_message(client, info, content=text.defuse_mentions(line))
+    except (discord.HTTPException, NoStatus) as exc:  # deleted, or out of reach: the result still comes
+        log.info("status of job %s not edited: %s", job_id, exc)
+        return
+    rt.shown[job_id] = line
 
 
 async def _flush_later(rt: Runtime, client: discord.Client, job_id: str, wait: float) -> None:
     try:
         await asyncio.sleep(wait)
     finally:
-        rt.claims.discard(f"flush-{job_id}")
-    info = rt.pending.get(job_id)
-    line = rt.shown.get(job_id)
-    if info is not None and not info.get("delivered") and line is not None and line != info.get("status_text"):
-        await _edit_status(rt, client, job_id, line)
+        rt.flushes.pop(job_id, None)
+    await _sync_status(rt, client, job_id)
 
 
-async def _edit_status(rt: Runtime, client: discord.Client, job_id: str, line: str) -> bool:
-    info = rt.pending.get(job_id)
-    if info is None:
-        return False
-    rt.edited_at[job_id] = time.monotonic()
-    try:
-        await edit_message(client, info, content=text.defuse_mentions(line))
-    except (discord.HTTPException, NoStatus) as exc:  # deleted, or out of reach: the result still comes
-        log.info("status of job %s not edited: %s", job_id, exc)
-        return False
-    rt.pending.update(job_id, status_text=line)
-    return True
+def _forget_status(rt: Runtime, job_id: str) -> None:
+    for kept in (rt.latest, rt.shown, rt.edited_at):
+        kept.pop(job_id, None)
+    flush = rt.flushes.pop(job_id, None)
+    if flush is not None:
+        flush.cancel()
 
 
 async def edit_message(client: discord.Client, info: dict[str, Any], **fields: Any) -> discord.Message | None:
@@ -290,8 +296,7 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
 
 def _delivered(rt: Runtime, job: Job, message_id: int) -> None:
     rt.pending.update(job.id, delivered=True, seed=job.seed, result_message_id=message_id, at=time.time())
-    rt.shown.pop(job.id, None)
-    rt.edited_at.pop(job.id, None)
+    _forget_status(rt, job.id)
 
 
 async def _already_sent(client: discord.Client, info: dict[str, Any]) -> bool:
@@ -351,7 +356,7 @@ async def end_without_result(rt: Runtime, client: discord.Client, job_id: str, l
             channel = client.get_partial_messageable(int(info["channel_id"]))
             await channel.send(text.defuse_mentions(line), allowed_mentions=NONE)
     rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
-    rt.shown.pop(job_id, None)
+    _forget_status(rt, job_id)
     log.info("job %s ended without a result: %s", job_id, line)
     return True
 

@@ -31,8 +31,11 @@ class Runtime:
     pending: PendingJobs
     claims: set[str] = field(default_factory=set)  # idempotency keys being submitted right now
     watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # job id -> its watcher
-    shown: dict[str, str] = field(default_factory=dict)  # job id -> the status line it shows now
-    edited_at: dict[str, float] = field(default_factory=dict)  # job id -> when its status was last edited
+    # the status line each job should show, the one it shows, when it was last edited, and a pending edit
+    latest: dict[str, str] = field(default_factory=dict)
+    shown: dict[str, str] = field(default_factory=dict)
+    edited_at: dict[str, float] = field(default_factory=dict)
+    flushes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None  # downloads of images behind embed URLs
 
     def is_admin(self, user: discord.abc.User | None) -> bool:
