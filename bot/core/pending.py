@@ -69,7 +69,8 @@ class PendingJobs:
     def _save(self) -> None:
         """Write a temporary file beside the real one and rename it over: a crash leaves the old or the new file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"version": VERSION, "jobs": self._jobs}, ensure_ascii=False, indent=1)
+        # compact: with an indent the json module falls back to its pure-Python encoder, far slower on a big file
+        body = json.dumps({"version": VERSION, "jobs": self._jobs}, ensure_ascii=False, separators=(",", ":"))
         fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
