@@ -105,7 +105,9 @@ async def _animate(
 async def on_reply(client: discord.Client, rt: Runtime, message: discord.Message) -> None:
     """`@bot` (or `@bot make him dance`) in a reply to a meme, or on a message carrying one."""
     me = client.user
-    if me is None or message.author.bot or not any(user.id == me.id for user in message.mentions):
+    # Named in the text: a reply to the bot's own message lists it in `mentions` too (the reply ping), and
+    # "lol" under a result must not animate the result.
+    if me is None or message.author.bot or str(me.id) not in MENTION.findall(message.content):
         return
     target: discord.Message | None = None
     if message.reference is not None and message.reference.message_id is not None:

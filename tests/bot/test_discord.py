@@ -110,8 +110,10 @@ def test_reply_trigger_with_the_intent_takes_prompt_and_options(tmp_path: Path, 
         status = next(c for c in posts if (c.json or {}).get("content", "").startswith("Queued"))
         assert int(status.json["message_reference"]["message_id"]) == int(trigger["id"])
         await fake.wait_for(lambda c: c.method == "DELETE" and c.path.startswith(f"/channels/{fd.CHANNEL}/messages/"))
+        await fake.post_message(fd.CHANNEL, fd.ALICE, "lol", reply_to=int(result["id"]))  # pings the bot, names it not
         await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}>")  # a mention with no meme anywhere
         await fake.wait_until(lambda: reply_saying(fake, text.DISCORD_NEED_IMAGE), WAIT_S)
+        assert len(world.pending()) == 1, "the reply to the result started nothing"
         no_pings(fake)
 
     run(tmp_path, pipeline, scenario, discord={"reply_trigger": True})
