@@ -195,18 +195,20 @@ async def cancel(interaction: discord.Interaction) -> None:
 @app_commands.command(name="help", description="What I do and how to ask")
 async def help_command(interaction: discord.Interaction) -> None:
     """/help, privately; admins also see their commands."""
-    await say(interaction, help_text(is_admin=runtime_of(interaction).is_admin(interaction.user)))
+    rt = runtime_of(interaction)
+    await say(interaction, help_text(is_admin=rt.is_admin(interaction.user), replies=rt.settings.reply_trigger))
 
 
-def help_text(*, is_admin: bool) -> str:
-    """The Discord /help: three ways to start, the options, and the admin commands for admins."""
+def help_text(*, is_admin: bool, replies: bool) -> str:
+    """The Discord /help: the ways to start (the reply trigger when it is on) and, for admins, their commands."""
     lines = [
         f"{text.BOT_NAME} turns a meme into an animated GIF.",
         "• /animate with the meme attached (prompt, motion, camera and seed are optional)",
         "• Apps → Animate meme on any message with an image",
-        "• reply to a meme and mention me, e.g. “@me make him dance motion=high”",
-        "• /history, /quota, /cancel",
     ]
+    if replies:
+        lines.append("• reply to a meme and mention me, e.g. “@me make him dance motion=high”")
+    lines.append("• /history, /quota, /cancel")
     if is_admin:
         lines.append("Admins: /lora list|use|off, /stats, /ban, /unban, /limits")
     return "\n".join(lines)

@@ -154,6 +154,7 @@ def test_the_cli_runs_the_bot_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             asked = await fake.slash("help", user=fd.ALICE)
             said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
             assert "Apps → Animate meme" in said[-1]["content"] and "/lora" not in said[-1]["content"]
+            assert "mention me" not in said[-1]["content"], "the reply trigger is off by default"
             process.send_signal(signal.SIGINT)
             assert await asyncio.wait_for(process.wait(), WAIT_S) == 0
             assert process.stderr is not None
