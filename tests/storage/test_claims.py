@@ -6,7 +6,10 @@ import asyncio
 import json
 
 import pytest
+from alembic import command
+from sqlalchemy import text
 
+from storage.database import alembic_config, create_engine, writer
 from storage.repository import INTERRUPTED
 from tests.storage.conftest import new_job, opened
 
@@ -68,6 +71,26 @@ async def test_active_ids_lists_queued_and_running_jobs_oldest_first(url: str) -
         assert await repo.active_ids(created_before=later) == []
         newest = (await repo.get(ids[2])).created_at  # type: ignore[union-attr]
         assert await repo.active_ids(created_before=newest) == ids[:2]
+
+
+async def test_downgrading_the_claims_keeps_every_job_and_its_payload(url: str) -> None:
+    async with opened(url) as repo:
+        job = (await repo.submit(new_job())).job
+        await repo.claim(job.id, worker="w", max_attempts=3)
+    engine = create_engine(url)
+    try:
+        async with writer(engine).begin() as conn:
+            await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0001"))
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(text("SELECT j.status, p.image FROM jobs j JOIN job_payloads p ON p.job_id = j.id"))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(row) for row in rows] == [("running", b"PNGu1")]
+    async with opened(url) as repo:  # and back up to the newest revision
+        assert await repo.image(job.id) == b"PNGu1"
+        assert (await repo.get(job.id)).worker is None  # type: ignore[union-attr]
 
 
 async def test_postgres_notifies_every_change_to_a_job(postgres_url: str) -> None:

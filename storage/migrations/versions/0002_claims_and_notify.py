@@ -57,5 +57,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS makeitmove_jobs_notify ON jobs")
         op.execute("DROP FUNCTION IF EXISTS makeitmove_notify_job()")
-    with op.batch_alter_table("jobs") as batch:
+    # Never recreate the table: on SQLite (foreign keys on) dropping the old `jobs` would cascade to
+    # job_payloads and delete every image and result. SQLite 3.35+ drops the column in place.
+    with op.batch_alter_table("jobs", recreate="never") as batch:
         batch.drop_column("worker")
