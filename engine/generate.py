@@ -23,6 +23,13 @@ class Generate:
             raise ValueError(f"settings.backend must be one of {BACKENDS}, got {settings.backend!r}")
         if settings.backend != "procedural" and runtime is None:
             raise ValueError(f"runtime settings are needed by the {settings.backend} backend, got None")
+        if settings.backend != "procedural":
+            # Checked when the pipeline is built, as the caption models are: a missing model stops `serve`
+            # at start with the `hf download` sentence, instead of failing every job with a traceback.
+            from engine.gpu import model_path, require_torch
+
+            require_torch(f"{settings.backend} generate backend")
+            model_path(getattr(settings, f"{settings.backend}_model"), key=f"generate.{settings.backend}_model")
         self.settings = settings
         self.runtime = runtime
 

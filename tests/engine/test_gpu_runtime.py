@@ -160,3 +160,20 @@ def test_animate_with_a_missing_model_prints_the_fix_not_a_traceback(
         "fetch it with `hf download Salesforce/blip2-opt-2.7b` or set caption.blip2_model to a local folder\n"
     )
     assert not (tmp_path / "out.gif").exists()
+
+
+@pytest.mark.parametrize("backend", ["t2v", "i2v"])
+def test_a_missing_video_model_stops_the_pipeline_being_built(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.pipeline import Pipeline
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    settings = replace(load_settings(), generate={"backend": backend})
+    model = getattr(settings.generate, f"{backend}_model")
+    with pytest.raises(ConfigError) as caught:
+        Pipeline(settings)  # serve builds it at start: no job gets to fail on it with a traceback
+    assert str(caught.value) == (
+        f"model '{model}' (config key 'generate.{backend}_model') is not on this machine: "
+        f"fetch it with `hf download {model}` or set generate.{backend}_model to a local folder"
+    )
