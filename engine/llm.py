@@ -142,7 +142,7 @@ class LlmScriptWriter:
             raise ScriptWriterError("empty reply")
         try:
             data = json.loads(content)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # a reply of deeply nested brackets overflows the parser
             raise ScriptWriterError("malformed JSON") from None
         return self.to_script(data)
 

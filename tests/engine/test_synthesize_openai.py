@@ -100,6 +100,7 @@ def test_long_fields_are_capped(fake: FakeOpenAI) -> None:
     ("bad", "reason"),
     [
         (lambda body: "this is {not json", "malformed JSON"),
+        (lambda body: "[" * 100_000, "malformed JSON"),  # too deep for json.loads: RecursionError, not a crash
         (lambda body: dict(GOOD, emotion="evil"), "wrong schema (emotion)"),
         (lambda body: dict(GOOD, camera="dolly-zoom"), "wrong schema (camera)"),
         (lambda body: {k: v for k, v in GOOD.items() if k != "camera"}, "wrong schema (missing camera)"),
