@@ -175,7 +175,7 @@ class ProcrastinateJobQueue:
             moved_event.set()
 
     async def _listen(self, listening: asyncio.Event) -> None:
-        """LISTEN on JOBS_CHANNEL for good: reconnect after a lost connection, and then re-read every watched job."""
+        """LISTEN on JOBS_CHANNEL for good: reconnect after a lost connection or refused LISTEN, then re-read."""
         import psycopg
 
         while True:
@@ -191,7 +191,9 @@ class ProcrastinateJobQueue:
                         async for notification in conn.notifies(timeout=LISTEN_CHECK_S):
                             self._heard(notification.payload)
                         await conn.execute("SELECT 1")  # idle: is the connection still alive?
-            except (psycopg.OperationalError, OSError) as exc:
+            # Any psycopg error, not only a lost connection: LISTEN refused (a hot standby during a failover
+            # answers ReadOnlySqlTransaction) must not end notifications for this replica's life.
+            except (psycopg.Error, OSError) as exc:
                 log.warning("job notifications lost (%s); listening again in %.0f s", exc, LISTEN_RETRY_S)
                 await asyncio.sleep(LISTEN_RETRY_S)
 

@@ -12,6 +12,7 @@ from engine.config import Settings
 from engine.pipeline import Pipeline
 from engine.service import procrastinate_queue as queue_module
 from engine.service.checkpoints import CheckpointRegistry
+from engine.service.procrastinate_app import JOBS_CHANNEL
 from engine.service.procrastinate_queue import ProcrastinateJobQueue
 from engine.service.queue import JobQueue
 from storage.repository import Repository
@@ -92,5 +93,31 @@ class TestProcrastinateJobQueue(QueueContract):
                 orphan = (await repository.submit(new_job("u1"))).job.id
                 job = await wait_for_status(queue, orphan, "done", "failed")
                 assert job.status == "done" and job.attempts == 1
+
+        run(scenario())
+
+    def test_notifications_resume_after_a_refused_listen(
+        self, pipeline: Pipeline, settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(queue_module, "WATCH_FALLBACK_S", 600.0)  # only a notification can wake the watcher
+        monkeypatch.setattr(queue_module, "LISTEN_RETRY_S", 0.05)
+        # Not a lost connection: the server refuses the LISTEN (a syntax error here, a standby's
+        # ReadOnlySqlTransaction in a failover); the listener must try again, not end.
+        monkeypatch.setattr(queue_module, "JOBS_CHANNEL", "no such channel")
+
+        async def scenario() -> None:
+            repository = await Repository.open(database_url, default_limits=limits_of(settings))
+            api = procrastinate_queue(database_url, workers=0)(repository, lambda: None, settings)
+            asyncio.get_running_loop().call_later(0.5, monkeypatch.setattr, queue_module, "JOBS_CHANNEL", JOBS_CHANNEL)
+            await api.start()
+            try:
+                job_id = (await api.submit(new_job("u1"))).job.id
+                follow = api.watch(job_id)
+                assert (await asyncio.wait_for(anext(follow), WAIT_S)).record.status == "queued"
+                await repository.cancel(job_id)  # in the row only: the trigger's NOTIFY is all the watcher hears
+                assert (await asyncio.wait_for(anext(follow), WAIT_S)).record.status == "cancelled"
+            finally:
+                await api.stop()
+                await repository.close()
 
         run(scenario())
