@@ -92,10 +92,13 @@ def new_job(n: int, image: bytes) -> NewJob:
 async def drain(queue: JobQueue, repository: Repository, count: int, image: bytes) -> tuple[float, float]:
     """Queue `count` jobs at once, wait for all; (seconds from first start to last finish, per job cycle)."""
     ids = [(await queue.submit(new_job(n, image))).job.id for n in range(count)]
+    deadline = time.monotonic() + 600  # a crashed worker must end the run, not hang it
     while True:
         jobs = [await repository.get(job_id) for job_id in ids]
         if all(job is not None and job.final for job in jobs):
             break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{sum(1 for j in jobs if j is None or not j.final)} jobs still unfinished after 600 s")
         await asyncio.sleep(0.1)
     bad = [job for job in jobs if job is None or job.status != "done"]
     assert not bad, f"{len(bad)} jobs did not finish: {bad[0]}"

@@ -42,6 +42,7 @@ class Cluster:
         self.exe = shutil.which("makeitmove") or pytest.fail("the makeitmove console script is not installed")
         self.apis: dict[str, tuple[int, subprocess.Popen[bytes] | None]] = {}
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.started_at: dict[str, int] = {}  # where each process's own lines begin in its log
 
     def config(self, name: str, port: int) -> Path:
         path = self.tmp / f"{name}.toml"
@@ -71,6 +72,7 @@ dir = "{self.tmp / "checkpoints"}"
 
     def _spawn(self, name: str, *command: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "ENGINE_TOKEN": TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN}
+        self.started_at[name] = len(self.log(name)) if (self.tmp / f"{name}.log").exists() else 0
         with (self.tmp / f"{name}.log").open("ab") as log:
             return subprocess.Popen([self.exe, *command], stdout=log, stderr=log, env=env)
 
@@ -104,7 +106,8 @@ dir = "{self.tmp / "checkpoints"}"
                         pass
                     await asyncio.sleep(0.1)
         for name, process in self.workers.items():
-            while "taking jobs from queue" not in self.log(name):
+            # only this process's lines: a restarted worker appends to the log of the one before it
+            while "taking jobs from queue" not in self.log(name)[self.started_at.get(name, 0) :]:
                 assert process.poll() is None, self.log(name)[-3000:]
                 assert time.monotonic() < deadline, f"{name} did not start: {self.log(name)[-3000:]}"
                 await asyncio.sleep(0.1)
