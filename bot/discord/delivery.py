@@ -14,12 +14,14 @@ import io
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import discord
 
 from bot.core import text
-from bot.core.errors import BotError, EngineError, EngineUnavailable
+from bot.core.errors import BotError, EngineError
+from bot.core.follow import follow
 from bot.core.models import Job
 from bot.core.options import AnimateRequest
 from bot.discord import media
@@ -27,7 +29,6 @@ from bot.discord.runtime import NONE, PLATFORM, TOKEN_LIFETIME_S, Runtime, chat_
 
 log = logging.getLogger(__name__)
 
-RECONNECT_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between event-stream reconnects while the engine is away
 RESULT_FORMAT, FALLBACK_FORMAT = "gif", "mp4"  # a GIF when it fits the upload limit well, else a sharp MP4
 TOO_LARGE = 40005  # Discord's "Request entity too large"
 
@@ -176,28 +177,12 @@ async def stop_watching(rt: Runtime) -> None:
 
 
 async def _follow(rt: Runtime, client: discord.Client, job_id: str) -> None:
-    attempt = 0
-    while True:
-        try:
-            async for job in rt.engine.events(job_id):
-                attempt = 0
-                if job.final:
-                    await _finish(rt, client, job)
-                    return
-                await _show_progress(rt, client, job)
-        except EngineUnavailable:
-            wait = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
-            attempt += 1
-            log.warning("engine unreachable while watching job %s; retrying in %.0f s", job_id, wait)
-            await asyncio.sleep(wait)
-        except EngineError as exc:  # the engine lost the job or its result (a new database, retention): say so
-            await end_without_result(rt, client, job_id, text.error_text(exc, job_id=job_id))
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("watching job %s failed; retrying", job_id)
-            await asyncio.sleep(RECONNECT_S[-1])
+    async def lost(exc: EngineError) -> None:
+        await end_without_result(rt, client, job_id, text.error_text(exc, job_id=job_id))
+
+    await follow(
+        rt.engine, job_id, progress=partial(_show_progress, rt, client), finish=partial(_finish, rt, client), lost=lost
+    )
 
 
 async def _show_progress(rt: Runtime, client: discord.Client, job: Job) -> None:

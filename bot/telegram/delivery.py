@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
@@ -13,6 +14,7 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.core import text
 from bot.core.errors import EngineError, EngineUnavailable
+from bot.core.follow import follow
 from bot.core.models import Job
 from bot.core.options import AnimateRequest
 from bot.telegram import sending
@@ -20,8 +22,6 @@ from bot.telegram.media import Source, download
 from bot.telegram.runtime import PLATFORM, RESULT_FORMAT, Runtime
 
 log = logging.getLogger(__name__)
-
-RECONNECT_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between event-stream reconnects while the engine is away
 
 
 async def start_job(
@@ -101,30 +101,12 @@ async def stop_watching(rt: Runtime) -> None:
 
 
 async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
-    attempt = 0
-    while True:
-        try:
-            async for job in rt.engine.events(job_id):
-                attempt = 0
-                if job.final:
-                    await _finish(rt, bot, job)
-                    return
-                await _show_progress(rt, bot, job)
-        except EngineUnavailable:
-            wait = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
-            attempt += 1
-            log.warning("engine unreachable while watching job %s; retrying in %.0f s", job_id, wait)
-            await asyncio.sleep(wait)
-        except EngineError as exc:
-            if exc.status == 404:  # the engine lost the job (a new database): tell the user once, forget it
-                await end_without_result(rt, bot, job_id, text.error_text(exc, job_id=job_id))
-                return
-            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("watching job %s failed; retrying", job_id)
-            await asyncio.sleep(RECONNECT_S[-1])
+    async def lost(exc: EngineError) -> None:
+        await end_without_result(rt, bot, job_id, text.error_text(exc, job_id=job_id))
+
+    await follow(
+        rt.engine, job_id, progress=partial(_show_progress, rt, bot), finish=partial(_finish, rt, bot), lost=lost
+    )
 
 
 async def _show_progress(rt: Runtime, bot: Bot, job: Job) -> None:
