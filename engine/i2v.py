@@ -96,7 +96,7 @@ def animate(
     image = Image.fromarray(cv2.resize(clean.pixels, (gen_w, gen_h), interpolation=cv2.INTER_AREA))
     prompt = prompt_for(
         script.motion_prompt, settings.quality_phrases, MOTION_PHRASES[options.motion],
-        CAMERA_PHRASES.get(script.camera, ""),
+        CAMERA_PHRASES.get(script.camera, ""), tokenizer=getattr(pipe, "tokenizer", None),
     )  # fmt: skip
 
     # 3. denoise; the progress callback may raise to cancel between steps

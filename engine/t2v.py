@@ -73,7 +73,7 @@ def animate(
     steps = settings.steps or DEFAULT_STEPS
     prompt = prompt_for(
         script.motion_prompt, settings.quality_phrases, MOTION_PHRASES[options.motion],
-        CAMERA_PHRASES.get(script.camera, ""),
+        CAMERA_PHRASES.get(script.camera, ""), tokenizer=getattr(pipe, "tokenizer", None),
     )  # fmt: skip
 
     # 4. denoise; the progress callback may raise to cancel between steps

@@ -187,10 +187,28 @@ def run_guarded(call: Callable[[], Any], what: str) -> Any:
         raise
 
 
-def prompt_for(motion_prompt: str, quality: tuple[str, ...], *extra: str) -> str:
-    """The script's motion prompt, then the extra phrases and the configured quality phrases."""
-    parts = [motion_prompt.strip().rstrip(".")] + [p for p in extra if p] + list(quality)
-    return ", ".join(p for p in parts if p)
+def prompt_for(motion_prompt: str, quality: tuple[str, ...], *extra: str, tokenizer: Any = None) -> str:
+    """The script's motion prompt, then the extra phrases and the configured quality phrases.
+
+    With the model's tokenizer, the motion prompt loses words from its end until the whole prompt fits the
+    text encoder (CLIP keeps 77 tokens): otherwise a long motion prompt silently cuts off the camera words
+    and the quality phrases, which come last.
+    """
+    words = motion_prompt.strip().rstrip(".").split()
+    tail = [p for p in extra if p] + list(quality)
+
+    def joined(count: int) -> str:
+        return ", ".join(p for p in [" ".join(words[:count]), *tail] if p)
+
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit > 100_000:  # no tokenizer, or one without a real limit
+        return joined(len(words))
+    count = len(words)
+    while count > 0 and len(tokenizer(joined(count)).input_ids) > limit:
+        count -= 1
+    if count < len(words):
+        log.info("motion prompt cut to %d of %d words to fit %d tokens", count, len(words), limit)
+    return joined(count)
 
 
 def generator(seed: int) -> Any:

@@ -138,3 +138,22 @@ def test_the_pipeline_reports_steps_inside_the_generate_stage_and_a_cancel_stops
     steps = [fraction for stage, fraction in seen if stage == "generate"]
     assert steps == pytest.approx([5 / 8, 5 / 8 + 0.25 / 8, 5 / 8 + 0.5 / 8])  # stage start, then per step
     assert seen[-1][0] == "generate"  # nothing after the cancel: no postprocess, no encode
+
+
+def test_a_long_motion_prompt_is_cut_so_the_camera_and_quality_phrases_still_fit(tiny_dir: Path) -> None:
+    from transformers import CLIPTokenizer
+
+    from engine.video_models import prompt_for
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(tiny_dir / "t2v"), subfolder="tokenizer")
+    quality = ("high quality video", "smooth action", "exaggerated expressions")
+    long = " ".join(["the cat slowly turns its head and blinks at the camera"] * 6)  # 60 words
+    prompt = prompt_for(long, quality, "slow camera zoom in", tokenizer=tokenizer)
+    assert len(tokenizer(prompt).input_ids) <= tokenizer.model_max_length
+    assert prompt.endswith("slow camera zoom in, high quality video, smooth action, exaggerated expressions")
+    uncut = prompt_for(long, quality, "slow camera zoom in")
+    assert len(tokenizer(uncut).input_ids) > tokenizer.model_max_length, "the case must need a cut"
+    kept = prompt.split(", ")[0]
+    assert kept and long.startswith(kept) and len(kept) < len(long)  # whole words from the start
+    short = prompt_for("the cat waves.", ("smooth",), tokenizer=tokenizer)  # this tiny vocabulary spells out words
+    assert short == prompt_for("the cat waves.", ("smooth",)) == "the cat waves, smooth"  # nothing to cut
