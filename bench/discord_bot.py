@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -27,26 +26,15 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
+from bench.figures import percentile  # noqa: E402
 from bot.core.engine_client import EngineClient  # noqa: E402
 from bot.discord.app import running  # noqa: E402
 from engine.config import load_settings, replace  # noqa: E402
 from tests.bot import fake_discord as fd  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from tests.service.test_api import meme  # noqa: E402
 
 DC_TOKEN, ENGINE_TOKEN = "bench-discord-token", "bench-engine-token"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_engine(folder: Path, port: int) -> asyncio.subprocess.Process:

@@ -19,15 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.figures import percentile  # noqa: E402
 from engine.config import load_settings  # noqa: E402
 from engine.pipeline import STAGES, Pipeline  # noqa: E402
 from engine.types import AnimationOptions  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def cold_start(runs: int) -> dict[str, float]:

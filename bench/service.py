@@ -37,6 +37,7 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.figures import percentile  # noqa: E402
 from engine.config import (  # noqa: E402
     Settings,  # noqa: E402
     load_settings,
@@ -70,12 +71,6 @@ jobs = 100000
 [checkpoints]
 dir = "{tmp}/ckpt"
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def meme(seed: int) -> bytes:

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import logging
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 # run as a script, bench/ comes first on sys.path and this file's name would shadow the `telegram` package
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
+from bench.figures import percentile  # noqa: E402
 from bot.core.engine_client import EngineClient  # noqa: E402
 from bot.telegram.app import build_application, polling  # noqa: E402
 from engine.config import load_settings, replace  # noqa: E402
@@ -34,22 +34,10 @@ from engine.pipeline import Pipeline  # noqa: E402
 from engine.service.app import create_app  # noqa: E402
 from engine.service.state import Tokens  # noqa: E402
 from tests.bot.fake_telegram import FakeTelegram, Users  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from tests.service.test_api import meme  # noqa: E402
 
 TG_TOKEN, ENGINE_TOKEN = "4242:bench-telegram-token", "bench-engine-token"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def bench(users: int, rate: float, duplicates: int, folder: Path) -> None:

@@ -18,7 +18,8 @@ from engine.service.app import create_app
 from engine.service.state import Tokens
 from engine.types import AnimationOptions
 from tests.bot import fake_discord as fd
-from tests.bot.test_telegram import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL, free_port
+from tests.bot.test_telegram import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL
+from tests.ports import free_port
 from tests.service.test_api import meme
 
 DC_TOKEN = "fake-discord-bot-token"

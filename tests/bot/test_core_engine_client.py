@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
 from engine.service.state import Tokens
+from tests.ports import free_port
 
 TOKEN, ADMIN = "bot-test-token", "admin-test-token"
 SMALL = {"frames": 4, "size": 96, "format": "gif"}
@@ -179,12 +179,6 @@ def test_admin_calls(tmp_path: Path, pipeline: Pipeline) -> None:
             await client.set_limits(speed=3)
 
     run(tmp_path, pipeline, scenario)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_an_engine_that_is_down_is_unavailable_quickly(monkeypatch: pytest.MonkeyPatch) -> None:

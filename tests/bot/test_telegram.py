@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from engine.pipeline import Pipeline
 from engine.service.app import create_app
 from engine.service.state import Tokens
 from tests.bot.fake_telegram import BOT_USERNAME, Call, FakeTelegram, Users
+from tests.ports import free_port
 from tests.service.test_api import meme
 
 TG_TOKEN = "4242:fake-telegram-token"
@@ -41,13 +41,6 @@ GENEROUS = {"user": {"jobs": 100, "concurrent": 50}, "chat": {"jobs": 100}}
 def pipeline() -> Pipeline:
     """The real CPU pipeline at small options, shared by the engines of this module."""
     return Pipeline(replace(load_settings(), **SMALL))
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (the engine must come back on the same one)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class World:

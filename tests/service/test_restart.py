@@ -19,15 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.ports import free_port
+
 TOKEN = "restart-test-token"
 ADMIN = "restart-test-admin"
 FINAL = {"done", "failed", "cancelled"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def meme_bytes(seed: int) -> bytes:

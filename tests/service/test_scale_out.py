@@ -20,8 +20,9 @@ from uuid import uuid4
 import aiohttp
 import pytest
 
+from tests.ports import free_port
 from tests.service.postgres import POSTGRES, admin, postgres_template
-from tests.service.test_restart import TOKEN, free_port, meme_bytes
+from tests.service.test_restart import TOKEN, meme_bytes
 
 __all__ = ["postgres_template"]  # a fixture, used by name
 

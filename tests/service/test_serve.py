@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,14 +15,10 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
+from tests.ports import free_port
+
 TOKEN, ADMIN = "serve-test-token", "serve-test-admin"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def exe() -> str:
