@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -16,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from engine.config import Settings
 from engine.errors import UserError
+from engine.gpu import free_memory
 from engine.pipeline import PipelineResult, ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue import JobUpdate
@@ -345,11 +344,3 @@ def out_of_memory(exc: BaseException) -> bool:
     """A MemoryError or torch's OutOfMemoryError (shared with the Procrastinate worker)."""
     # torch.cuda.OutOfMemoryError is matched by name: importing torch here would load it on CPU-only installs.
     return isinstance(exc, MemoryError) or any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__)
-
-
-def free_memory() -> None:
-    """Give back what a failed job held: Python garbage and, when torch is loaded, CUDA's cache."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Settings
 from engine.errors import UserError
+from engine.gpu import free_memory
 from engine.pipeline import PipelineResult, ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.local_queue import (
@@ -36,7 +37,6 @@ from engine.service.local_queue import (
     Abandoned,
     Cancelled,
     Runner,
-    free_memory,
     out_of_memory,
     script_of,
 )
