@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -87,8 +89,21 @@ def test_require_torch_names_the_backend_and_the_extra(monkeypatch: pytest.Monke
     )
 
 
-def test_free_memory_runs_without_a_gpu() -> None:
-    gpu.free_memory()
+def test_free_memory_collects_what_a_failed_job_left_in_cycles_without_a_gpu() -> None:
+    class Frames:
+        pass
+
+    gc.disable()  # only free_memory may collect here
+    try:
+        held = Frames()
+        held.me = held  # type: ignore[attr-defined]  # a cycle, as a traceback's frames make
+        gone = weakref.ref(held)
+        del held
+        assert gone() is not None
+        gpu.free_memory()
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def write_config(path: Path, text: str) -> Path:
