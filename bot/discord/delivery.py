@@ -76,8 +76,8 @@ def _http(rt: Runtime) -> Any:
 
 def _info(req: Request, job: Job, status_id: int | None, status_text: str, **extra: Any) -> dict[str, Any]:
     return {
-        "key": req.key, "user_id": req.user.id, "guild_id": req.guild_id, "channel_id": req.channel_id,
-        "poster": req.poster, "options": req.request.options, "upload_limit": req.upload_limit,
+        "key": req.key, "user_id": req.user.id, "channel_id": req.channel_id,
+        "poster": req.poster, "options": req.request.options,
         "image": {"url": req.image.url, "filename": req.image.filename},
         "source": list(req.source) if req.source else None, "status_id": status_id, "status_text": status_text,
         "at": time.time(), **extra,
