@@ -1,28 +1,60 @@
-"""Typed, frozen settings read once from config.toml and passed down."""
+"""Typed, frozen settings read once from config.toml and passed down.
+
+Every field's type says what it accepts: `Literal[...]` lists the allowed values, `Annotated[...,
+Range(low, high)]` bounds a number, and `Camera | None` lets "" in the file mean "none". All of it is
+checked here, at load, so nothing downstream checks a setting again. Standard library only: the bots
+load their own sections of the same file with `read_config` and `build`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import types
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import tomllib
 
 from engine.errors import ConfigError
-from engine.types import CAMERAS, MOTION_LEVELS
+from engine.vocabulary import FPS, FRAMES, SIZE, Camera, Format, Motion
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric setting's inclusive bounds, as an `Annotated` marker."""
+
+    low: float
+    high: float = float("inf")
+    exclusive_low: bool = False
+
+
+POSITIVE = Range(0, exclusive_low=True)
+Positive = Annotated[int, POSITIVE]
+PositiveFloat = Annotated[float, POSITIVE]
+Share = Annotated[float, Range(0.0, 1.0)]
+
+OcrBackend = Literal["rapidocr", "none", "florence2"]
+CaptionBackend = Literal["none", "blip2", "florence2"]
+SynthesizeBackend = Literal["template", "openai"]
+GenerateBackend = Literal["procedural", "t2v", "i2v"]
+I2vFamily = Literal["auto", "ltx", "wan"]
+QueueBackend = Literal["local", "procrastinate"]
+Device = Literal["auto", "cuda", "cpu"]
+Dtype = Literal["auto", "bf16", "fp16", "fp32"]
+MAX_WATERMARK_BAND = 0.5
 
 
 @dataclass(frozen=True)
 class IntakeSettings:
     """Safe-decoding caps."""
 
-    max_bytes: int
-    max_pixels: int
-    min_side: int
-    max_aspect: float
-    working_side: int
+    max_bytes: Positive
+    max_pixels: Positive
+    min_side: Positive
+    max_aspect: PositiveFloat
+    working_side: Positive
     formats: tuple[str, ...]
 
 
@@ -30,62 +62,62 @@ class IntakeSettings:
 class OcrSettings:
     """OCR backend and filters."""
 
-    backend: str
-    min_confidence: float
-    min_height: int
+    backend: OcrBackend
+    min_confidence: Share
+    min_height: Annotated[int, Range(0)]
     florence2_model: str
-    max_new_tokens: int
+    max_new_tokens: Positive
 
 
 @dataclass(frozen=True)
 class DetextSettings:
     """Text removal."""
 
-    widen_px: int
-    inpaint_radius: int
-    method: str
+    widen_px: Annotated[int, Range(0)]
+    inpaint_radius: Positive
+    method: Literal["ns", "telea"]
 
 
 @dataclass(frozen=True)
 class CaptionSettings:
     """Scene understanding backend."""
 
-    backend: str
+    backend: CaptionBackend
     blip2_model: str
     florence2_model: str
     questions: tuple[str, ...]
-    max_new_tokens: int
+    max_new_tokens: Positive
 
 
 @dataclass(frozen=True)
 class SynthesizeSettings:
     """Script writer backend; the openai backend's key comes from OPENAI_API_KEY."""
 
-    backend: str
+    backend: SynthesizeBackend
     base_url: str
     model: str
-    timeout_s: float
+    timeout_s: PositiveFloat
 
 
 @dataclass(frozen=True)
 class GenerateSettings:
     """Frame generator backend and defaults."""
 
-    backend: str
-    frames: int
-    fps: int
-    motion: str
-    camera: str
+    backend: GenerateBackend
+    frames: Annotated[int, Range(*FRAMES)]
+    fps: Annotated[int, Range(*FPS)]
+    motion: Motion
+    camera: Camera | None  # "" in the file: the script chooses
     t2v_model: str
     i2v_model: str
-    i2v_family: str
-    steps: int
-    guidance: float
+    i2v_family: I2vFamily
+    steps: Annotated[int, Range(0)]  # 0: the model's own
+    guidance: Annotated[float, Range(0.0)]  # 0: the model's own
     negative_prompt: str
     quality_phrases: tuple[str, ...]
-    lora_weight: float
-    watermark_band: float
-    max_side: int
+    lora_weight: Annotated[float, Range(0.0)]
+    watermark_band: Annotated[float, Range(0.0, MAX_WATERMARK_BAND)]
+    max_side: Annotated[int, Range(0)]  # 0: the model's own
 
 
 @dataclass(frozen=True)
@@ -99,18 +131,18 @@ class PostprocessSettings:
 class EncodeSettings:
     """Output format and budget."""
 
-    format: str
-    size: int
-    max_bytes: int
-    colors: int
+    format: Format
+    size: Annotated[int, Range(*SIZE)]
+    max_bytes: Positive
+    colors: Annotated[int, Range(2, 256)]
 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Where and how the model-backed stages run (read by engine.gpu)."""
+    """Where and how the model-backed stages run (read by engine.runtime.gpu)."""
 
-    device: str
-    dtype: str
+    device: Device
+    dtype: Dtype
     cpu_offload: bool
     vae_slicing: bool
     vae_tiling: bool
@@ -122,36 +154,9 @@ class EngineSettings:
 
     url: str
     host: str
-    port: int
-    max_body_bytes: int
-    sse_keepalive_s: float
-
-
-@dataclass(frozen=True)
-class TelegramSettings:
-    """The Telegram bot (`makeitmove bot telegram`); its token comes from TELEGRAM_TOKEN."""
-
-    admins: tuple[int, ...]
-    api_base_url: str
-    file_base_url: str
-    webhook_url: str
-    webhook_listen: str
-    webhook_port: int
-    edits_per_minute: int
-    state_file: str
-
-
-@dataclass(frozen=True)
-class DiscordSettings:
-    """The Discord bot (`makeitmove bot discord`); its token comes from DISCORD_TOKEN."""
-
-    admins: tuple[int, ...]
-    dev_guild: int
-    reply_trigger: bool
-    edit_interval_s: float
-    state_file: str
-    api_base_url: str
-    gateway_url: str
+    port: Annotated[int, Range(1, 65535)]
+    max_body_bytes: Positive
+    sse_keepalive_s: PositiveFloat
 
 
 @dataclass(frozen=True)
@@ -159,42 +164,42 @@ class StorageSettings:
     """Where history, limits and results live."""
 
     url: str
-    retention_days: float
-    sweep_interval_s: float
+    retention_days: PositiveFloat
+    sweep_interval_s: PositiveFloat
 
 
 @dataclass(frozen=True)
 class QueueSettings:
     """Job delivery: in this process (local) or through Procrastinate to `makeitmove worker` processes."""
 
-    backend: str
-    max_attempts: int
-    heartbeat_s: float
-    stalled_after_s: float
+    backend: QueueBackend
+    max_attempts: Positive
+    heartbeat_s: PositiveFloat
+    stalled_after_s: PositiveFloat
 
 
 @dataclass(frozen=True)
 class UserLimits:
     """Per-user rate limits."""
 
-    jobs: int
-    window_s: int
-    concurrent: int
+    jobs: Positive
+    window_s: Positive
+    concurrent: Positive
 
 
 @dataclass(frozen=True)
 class ChatLimits:
     """Per-chat rate limits."""
 
-    jobs: int
-    window_s: int
+    jobs: Positive
+    window_s: Positive
 
 
 @dataclass(frozen=True)
 class LimitsSettings:
     """Rate limits; admins are exempt."""
 
-    queue_max: int
+    queue_max: Positive
     user: UserLimits
     chat: ChatLimits
 
@@ -224,61 +229,53 @@ class Settings:
     queue: QueueSettings
     limits: LimitsSettings
     checkpoints: CheckpointSettings
-    telegram: TelegramSettings
-    discord: DiscordSettings
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "ocr.backend": ("rapidocr", "none", "florence2"),
-    "detext.method": ("ns", "telea"),
-    "caption.backend": ("none", "blip2", "florence2"),
-    "synthesize.backend": ("template", "openai"),
-    "generate.backend": ("procedural", "t2v", "i2v"),
-    "generate.i2v_family": ("auto", "ltx", "wan"),
-    "generate.motion": MOTION_LEVELS,
-    "generate.camera": ("",) + CAMERAS,
-    "encode.format": ("gif", "mp4", "webp"),
-    "queue.backend": ("local", "procrastinate"),
-    "runtime.device": ("auto", "cuda", "cpu"),
-    "runtime.dtype": ("auto", "bf16", "fp16", "fp32"),
-}
-POSITIVE = (
-    "intake.max_bytes", "intake.max_pixels", "intake.min_side", "intake.max_aspect",
-    "intake.working_side", "generate.frames", "generate.fps", "encode.size", "encode.max_bytes",
-    "detext.inpaint_radius", "encode.colors", "engine.port", "engine.max_body_bytes", "engine.sse_keepalive_s",
-    "storage.retention_days", "storage.sweep_interval_s", "queue.max_attempts", "limits.queue_max",
-    "telegram.webhook_port", "telegram.edits_per_minute", "limits.user.jobs", "limits.user.window_s",
-    "limits.user.concurrent", "limits.chat.jobs", "limits.chat.window_s", "discord.edit_interval_s",
-    "queue.heartbeat_s", "queue.stalled_after_s",
-    "ocr.max_new_tokens", "caption.max_new_tokens", "synthesize.timeout_s",
-)  # fmt: skip
+def read_config(path: str | Path | None = None) -> dict[str, Any]:
+    """The shipped config.toml (every section, the bots' too), with the file at `path` laid over it.
+
+    The file may be partial: keys it lacks keep the shipped values; a key the shipped file lacks is an error.
+    """
+    raw = tomllib.loads(resources.files("engine").joinpath("config.toml").read_text("utf-8"))
+    if path is None:
+        return raw
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    try:
+        overlay = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return merge(raw, overlay, prefix="")
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read the shipped defaults, then overlay the file at `path` (which may be partial)."""
-    raw = tomllib.loads(resources.files("engine").joinpath("config.toml").read_text("utf-8"))
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        try:
-            overlay = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        raw = _merge(raw, overlay, prefix="")
-    return _build(Settings, raw, prefix="")
+    return build(Settings, read_config(path), prefix="", partial=True)
 
 
 def replace(settings: Settings, **sections: dict[str, Any]) -> Settings:
     """Return a copy with some keys changed, validated like a config file: replace(s, encode={"size": 320})."""
+    raw = merge(as_raw(settings), sections, prefix="")
+    return build(Settings, raw, prefix="")
+
+
+def as_raw(settings: Any) -> dict[str, Any]:
+    """Settings back to the shape of the TOML file (None written as "", as the file spells it)."""
     raw = dataclasses.asdict(settings)
-    raw = _merge(raw, sections, prefix="")
-    return _build(Settings, raw, prefix="")
+
+    def unnone(table: dict[str, Any]) -> dict[str, Any]:
+        return {k: unnone(v) if isinstance(v, dict) else ("" if v is None else v) for k, v in table.items()}
+
+    return unnone(raw)
 
 
-def _merge(base: dict[str, Any], overlay: dict[str, Any], prefix: str) -> dict[str, Any]:
+def merge(base: dict[str, Any], overlay: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`overlay` laid over `base`, table by table; a key `base` lacks is an error that names it."""
     merged = dict(base)
     for key, value in overlay.items():
         name = f"{prefix}{key}"
@@ -287,31 +284,54 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any], prefix: str) -> dict[s
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{name}' must be a table")
-            merged[key] = _merge(base[key], value, prefix=f"{name}.")
+            merged[key] = merge(base[key], value, prefix=f"{name}.")
         else:
             merged[key] = value
     return merged
 
 
-def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
-    hints = get_type_hints(cls)
+def build(cls: type, raw: dict[str, Any], prefix: str, *, partial: bool = False) -> Any:
+    """The dataclass `cls` from its table, each field checked against its type; `partial` ignores other tables."""
+    hints = get_type_hints(cls, include_extras=True)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
         if f.name not in raw:
             raise ConfigError(f"config key '{name}' is missing")
-        values[f.name] = _coerce(hints[f.name], raw[f.name], name)
+        values[f.name] = coerce(hints[f.name], raw[f.name], name)
     extra = set(raw) - set(values)
-    if extra:
+    if extra and not partial:
         raise ConfigError(f"unknown config key '{prefix}{sorted(extra)[0]}'")
     return cls(**values)
 
 
-def _coerce(hint: Any, value: Any, name: str) -> Any:
+def coerce(hint: Any, value: Any, name: str) -> Any:
+    """`value` checked against the type `hint` (and converted: lists to tuples, ints to floats, "" to None)."""
+    bounds: Range | None = None
+    if get_origin(hint) is Annotated:
+        hint, *extras = get_args(hint)
+        bounds = next((e for e in extras if isinstance(e, Range)), None)
+    if get_origin(hint) in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value == "" or value is None:
+            return None
+        (hint,) = options
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{name}' must be a table")
-        return _build(hint, value, prefix=f"{name}.")
+        return build(hint, value, prefix=f"{name}.")
+    if get_origin(hint) is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"config key '{name}' must be one of {', '.join(map(repr, allowed))}, not {value!r}")
+        return value
+    value = _typed(hint, value, name)
+    if bounds is not None:
+        _check_bounds(bounds, value, name)
+    return value
+
+
+def _typed(hint: Any, value: Any, name: str) -> Any:
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:
@@ -321,14 +341,24 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)
-    else:  # tuple[str, ...] or tuple[int, ...]
+    elif get_origin(hint) is tuple:  # tuple[str, ...] or tuple[int, ...]
         item = get_args(hint)[0]
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
+    else:
+        raise TypeError(f"config key '{name}' has a type the loader can't check: {hint!r}")
     if not ok:
         raise ConfigError(f"config key '{name}' has the wrong type: {value!r}")
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ConfigError(f"config key '{name}' must be one of {', '.join(map(repr, CHOICES[name]))}, not {value!r}")
-    if name in POSITIVE and value <= 0:
-        raise ConfigError(f"config key '{name}' must be positive, not {value!r}")
     return value
+
+
+def _check_bounds(bounds: Range, value: float, name: str) -> None:
+    if bounds is POSITIVE:
+        if value <= 0:
+            raise ConfigError(f"config key '{name}' must be positive, not {value!r}")
+        return
+    low_ok = value > bounds.low if bounds.exclusive_low else value >= bounds.low
+    if not low_ok or value > bounds.high:
+        if bounds.high == float("inf"):
+            raise ConfigError(f"config key '{name}' must be at least {bounds.low:g}, not {value!r}")
+        raise ConfigError(f"config key '{name}' must be between {bounds.low:g} and {bounds.high:g}, not {value!r}")

@@ -22,6 +22,7 @@ from engine import gif
 from engine.config import EncodeSettings
 from engine.errors import UserError
 from engine.types import Encoded, Frames
+from engine.vocabulary import Format
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Encode:
             raise ValueError(f"settings.colors must be between 2 and 256, got {settings.colors!r}")
         self.settings = settings
 
-    def __call__(self, frames: Frames, *, format: str, max_bytes: int) -> Encoded:
+    def __call__(self, frames: Frames, *, format: Format, max_bytes: int) -> Encoded:
         """Encode `frames` as `format` ("gif", "mp4" or "webp") in at most `max_bytes` bytes."""
         started = time.perf_counter()
         # 1. check the inputs
@@ -118,7 +119,7 @@ class Encode:
         return Encoded(data, format, used.width, used.height, count, real_fps, fitted)
 
 
-def _check_inputs(frames: Frames, format: str, max_bytes: int) -> None:
+def _check_inputs(frames: Frames, format: Format, max_bytes: int) -> None:
     """Raise ValueError naming the argument, what was expected and what came."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -138,13 +139,13 @@ def _check_inputs(frames: Frames, format: str, max_bytes: int) -> None:
         raise ValueError(f"frames.fps must be a positive finite number, got {frames.fps!r}")
 
 
-def _first_rung(format: str, colors: int, fps: float, width: int, height: int) -> _Attempt:
+def _first_rung(format: Format, colors: int, fps: float, width: int, height: int) -> _Attempt:
     lossy = {"gif": GIF_LOSSY[0], "mp4": MP4_CRF[0], "webp": WEBP_QUALITY[0]}[format]
     return _Attempt(lossy, colors if format == "gif" else 0, fps, width, height)
 
 
 def _fit(
-    encode: Callable[[_Attempt], bytes], first: _Attempt, format: str, count: int, budget: int
+    encode: Callable[[_Attempt], bytes], first: _Attempt, format: Format, count: int, budget: int
 ) -> tuple[bytes, _Attempt]:
     """The mildest attempt that fits, conceding lossy level, colours (GIF), fps, then size, in order."""
     at, data = first, encode(first)
@@ -184,7 +185,7 @@ def _fit(
             return data, at
 
 
-def _lossy_rungs(format: str, at: _Attempt, count: int) -> list[_Attempt]:
+def _lossy_rungs(format: Format, at: _Attempt, count: int) -> list[_Attempt]:
     values: tuple[int, ...]
     if format == "gif":
         values = GIF_LOSSY[1:] if gif.has_gifsicle() else ()
@@ -193,13 +194,13 @@ def _lossy_rungs(format: str, at: _Attempt, count: int) -> list[_Attempt]:
     return [dataclasses.replace(at, lossy=v) for v in values]
 
 
-def _color_rungs(format: str, at: _Attempt, count: int) -> list[_Attempt]:
+def _color_rungs(format: Format, at: _Attempt, count: int) -> list[_Attempt]:
     if format != "gif":
         return []
     return [dataclasses.replace(at, colors=c) for c in GIF_COLORS if c < at.colors]
 
 
-def _fps_rungs(format: str, at: _Attempt, count: int) -> list[_Attempt]:
+def _fps_rungs(format: Format, at: _Attempt, count: int) -> list[_Attempt]:
     rungs, kept = [], count
     for factor in FPS_FACTORS:
         fps = max(MIN_FPS, at.fps * factor)
@@ -210,13 +211,13 @@ def _fps_rungs(format: str, at: _Attempt, count: int) -> list[_Attempt]:
     return rungs
 
 
-def _even(size: float, format: str) -> int:
+def _even(size: float, format: Format) -> int:
     if format == "mp4":
         return max(2, 2 * round(size / 2))
     return max(1, round(size))
 
 
-def _concessions(format: str, first: _Attempt, used: _Attempt) -> tuple[str, ...]:
+def _concessions(format: Format, first: _Attempt, used: _Attempt) -> tuple[str, ...]:
     fitted = []
     if used.lossy != first.lossy:
         fitted.append({"gif": "lossy", "mp4": "crf", "webp": "quality"}[format] + f"={used.lossy}")
@@ -251,7 +252,7 @@ def _resample(pixels: np.ndarray, fps: float, attempt: _Attempt) -> np.ndarray:
     return pixels
 
 
-def _real_fps(format: str, count: int, fps: float) -> float:
+def _real_fps(format: Format, count: int, fps: float) -> float:
     """The rate a player shows: GIF and WebP delays are whole centi- and milliseconds."""
     if format == "mp4":
         return float(_rate(fps))

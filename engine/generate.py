@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from engine import procedural
 from engine.config import GenerateSettings, RuntimeSettings
-from engine.types import AnimationOptions, CleanImage, Frames, SceneInfo, Script
+from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Generate:
         self.runtime = runtime
 
     def __call__(
-        self, clean: CleanImage, scene: SceneInfo, script: Script, options: AnimationOptions,
+        self, clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions,
         progress: Callable[[float], None] | None = None,
     ) -> Frames:  # fmt: skip
         """Animate the clean picture as the script says; `options` arrive fully resolved by the pipeline.

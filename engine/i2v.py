@@ -21,7 +21,7 @@ from engine.config import GenerateSettings, RuntimeSettings
 from engine.errors import ConfigError
 from engine.gpu import model_path, torch_device, torch_dtype
 from engine.procedural import output_size
-from engine.types import AnimationOptions, CleanImage, Frames, Script
+from engine.types import CleanImage, Frames, ResolvedOptions, Script
 from engine.video_models import (
     CAMERA_PHRASES,
     MOTION_PHRASES,
@@ -68,11 +68,9 @@ def family_of(path: str, configured: str) -> str:
 
 def animate(
     settings: GenerateSettings, runtime: RuntimeSettings, clean: CleanImage, script: Script,
-    options: AnimationOptions, progress: StepProgress | None = None,
+    options: ResolvedOptions, progress: StepProgress | None = None,
 ) -> Frames:  # fmt: skip
     """Animate the clean picture with the image-to-video model, at the picture's aspect and the output size."""
-    assert options.frames is not None and options.size is not None and options.fps is not None
-    assert options.motion is not None
 
     # 1. the resident model, with the job's LoRA checkpoint (or none)
     path = model_path(settings.i2v_model, key="generate.i2v_model")

@@ -17,7 +17,8 @@ from typing import Any
 
 from engine.config import SynthesizeSettings
 from engine.errors import ConfigError
-from engine.types import CAMERAS, EMOTIONS, SceneInfo, Script
+from engine.types import SceneInfo, Script
+from engine.vocabulary import CAMERAS, EMOTIONS
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -19,15 +18,11 @@ from engine.intake import Intake
 from engine.ocr import Ocr
 from engine.postprocess import Postprocess
 from engine.synthesize import Synthesize
-from engine.types import CAMERAS, MOTION_LEVELS, AnimationOptions, Encoded, Frames, OcrResult, SceneInfo, Script
+from engine.types import AnimationOptions, Encoded, Frames, OcrResult, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
 STAGES = ("intake", "ocr", "detext", "caption", "synthesize", "generate", "postprocess", "encode")
-# Bounds a request may ask for; they keep one job's time and memory predictable.
-LIMITS = {"frames": (2, 240), "fps": (1, 50), "size": (64, 1024)}
-FORMATS = ("gif", "mp4", "webp")
-MAX_PROMPT_CHARS = 500
 
 ProgressCallback = Callable[[str, float], None]
 """Called with (stage, fraction of the whole job done, 0..1)."""
@@ -41,7 +36,7 @@ class PipelineResult:
     ocr: OcrResult
     scene: SceneInfo
     script: Script
-    options: AnimationOptions  # as resolved: no None left except prompt/camera
+    options: ResolvedOptions
     backends: dict[str, str]
     timings: dict[str, float]  # seconds per stage, and "total"
 
@@ -70,43 +65,26 @@ class Pipeline:
             "encode": "",  # filled per job: it depends on the format asked for
         }
 
-    def resolve(self, options: AnimationOptions) -> AnimationOptions:
-        """Fill the defaults in and check every option, raising UserError with a readable sentence."""
+    def resolve(self, options: AnimationOptions) -> ResolvedOptions:
+        """Fill the configured defaults in; the values themselves were checked where the request came in."""
         gen, enc = self.settings.generate, self.settings.encode
-        resolved = dataclasses.replace(
-            options,
+        return ResolvedOptions(
+            prompt=options.prompt,
             motion=options.motion or gen.motion,
-            camera=options.camera or gen.camera or None,
+            camera=options.camera or gen.camera,
             frames=options.frames if options.frames is not None else gen.frames,
             fps=options.fps if options.fps is not None else gen.fps,
             size=options.size if options.size is not None else enc.size,
-            format=(options.format or enc.format).lower(),
+            format=options.format or enc.format,
             max_bytes=options.max_bytes if options.max_bytes is not None else enc.max_bytes,
+            fallback_format=options.fallback_format,
+            seed=options.seed,
+            checkpoint=options.checkpoint,
         )
-        for name, (low, high) in LIMITS.items():
-            value = getattr(resolved, name)
-            if not low <= value <= high:
-                raise UserError(f"The {name} option must be between {low} and {high}, not {value}.", code="bad_option")
-        if resolved.motion not in MOTION_LEVELS:
-            raise UserError(f"The motion option must be low or high, not {resolved.motion}.", code="bad_option")
-        if resolved.camera is not None and resolved.camera not in CAMERAS:
-            choices = ", ".join(CAMERAS)
-            raise UserError(f"The camera option must be one of {choices}; {resolved.camera} isn't.", code="bad_option")
-        if resolved.format not in FORMATS:
-            raise UserError(f"The format must be gif, mp4 or webp, not {resolved.format}.", code="bad_option")
-        if resolved.fallback_format is not None and resolved.fallback_format not in FORMATS:
-            raise UserError(
-                f"The fallback format must be gif, mp4 or webp, not {resolved.fallback_format}.", code="bad_option"
-            )
-        if resolved.max_bytes is None or resolved.max_bytes < 1:
-            raise UserError("The size budget (max bytes) must be a positive number.", code="bad_option")
-        if resolved.prompt is not None and len(resolved.prompt) > MAX_PROMPT_CHARS:
-            raise UserError(f"The prompt is too long (the limit is {MAX_PROMPT_CHARS} characters).", code="bad_option")
-        return resolved
 
     def run(self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None) -> PipelineResult:
         """Animate one meme; UserError for anything wrong with the input or the options."""
-        options = self.resolve(options)
+        resolved = self.resolve(options)
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
@@ -133,17 +111,16 @@ class Pipeline:
             scene = self.caption(clean, ocr)
         # 5. write the motion script
         with stage("synthesize"):
-            script = self.synthesize(scene, prompt=options.prompt, camera=options.camera)
+            script = self.synthesize(scene, prompt=resolved.prompt, camera=resolved.camera)
         # 6. make the frames
         with stage("generate"):
-            frames = self.generate(clean, scene, script, options, progress=_within("generate", progress))
+            frames = self.generate(clean, scene, script, resolved, progress=_within("generate", progress))
         # 7. put the caption back, crisp
         with stage("postprocess"):
             frames = self.postprocess(frames, image, clean, ocr=ocr)
         # 8. encode to the byte budget
         with stage("encode"):
-            assert options.format is not None and options.max_bytes is not None  # set by resolve()
-            encoded = self._encode(frames, options)
+            encoded = self._encode(frames, resolved)
         timings["total"] = round(time.perf_counter() - started, 4)
         if progress is not None:
             progress("done", 1.0)
@@ -154,11 +131,10 @@ class Pipeline:
         )  # fmt: skip
         # The script says who wrote it: the LLM, or the template standing in for a failed one.
         backends = dict(self.backends, encode=encoded.format, synthesize=script.writer)
-        return PipelineResult(encoded, ocr, scene, script, options, backends, timings)
+        return PipelineResult(encoded, ocr, scene, script, resolved, backends, timings)
 
-    def _encode(self, frames: Frames, options: AnimationOptions) -> Encoded:
+    def _encode(self, frames: Frames, options: ResolvedOptions) -> Encoded:
         """The asked-for format; the fallback format instead when the first fits only by losing too much."""
-        assert options.format is not None and options.max_bytes is not None  # set by resolve()
         fallback = options.fallback_format
         try:
             encoded = self.encode(frames, format=options.format, max_bytes=options.max_bytes)

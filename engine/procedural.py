@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from engine.motions import Curves, build_curves, plan_motions
-from engine.types import CAMERAS, EMOTIONS, MOTION_LEVELS, AnimationOptions, Box, CleanImage, Frames, SceneInfo, Script
+from engine.types import Box, CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,11 @@ def output_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(2, 2 * int(width * scale / 2 + 0.5)), max(2, 2 * int(height * scale / 2 + 0.5))
 
 
-def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: AnimationOptions) -> Frames:
+def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions) -> Frames:
     """Animate the clean picture with the script's motion as a seamless loop at the output size."""
     started = time.perf_counter()
     # 1. check the inputs before any work
     _validate(clean, scene, script, options)
-    assert options.frames is not None and options.size is not None and options.motion is not None
-    assert options.fps is not None
     pixels = clean.pixels
     height, width = pixels.shape[:2]
     subject = scene.subject
@@ -92,7 +90,7 @@ def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: Animat
     return Frames(frames=frames, fps=float(options.fps), motion=motion)
 
 
-def _validate(clean: CleanImage, scene: SceneInfo, script: Script, options: AnimationOptions) -> None:
+def _validate(clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions) -> None:
     pixels = clean.pixels
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
@@ -100,17 +98,6 @@ def _validate(clean: CleanImage, scene: SceneInfo, script: Script, options: Anim
     height, width = pixels.shape[:2]
     if min(height, width) < 2:
         raise ValueError(f"clean.pixels must be at least 2x2, got {width}x{height}")
-    for name, value, low in (("frames", options.frames, 1), ("fps", options.fps, 1), ("size", options.size, 2)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"options.{name} must be an int >= {low} (resolved by the pipeline), got {value!r}")
-    if options.motion not in MOTION_LEVELS:
-        raise ValueError(f"options.motion must be one of {MOTION_LEVELS}, got {options.motion!r}")
-    if not isinstance(options.seed, int) or isinstance(options.seed, bool):
-        raise ValueError(f"options.seed must be an int, got {options.seed!r}")
-    if script.emotion not in EMOTIONS:
-        raise ValueError(f"script.emotion must be one of {EMOTIONS}, got {script.emotion!r}")
-    if script.camera not in CAMERAS:
-        raise ValueError(f"script.camera must be one of {CAMERAS}, got {script.camera!r}")
     boxes = [(f"scene.subjects[{i}].box", s.box) for i, s in enumerate(scene.subjects)]
     boxes += [(f"scene.panels[{i}]", box) for i, box in enumerate(scene.panels)]
     for name, (x0, y0, x1, y1) in boxes:

@@ -8,13 +8,14 @@ import re
 from typing import Any
 
 from engine.config import SynthesizeSettings
-from engine.types import CAMERAS, EMOTIONS, SceneInfo, Script
+from engine.types import SceneInfo, Script
+from engine.vocabulary import Camera, Emotion
 
 log = logging.getLogger(__name__)
 
 # Words that give a caption its feeling. Each word counts once; the first STRONG words of each list
 # name the feeling outright and count three times; ties go to the earlier emotion.
-EMOTION_WORDS: dict[str, tuple[str, ...]] = {
+EMOTION_WORDS: dict[Emotion, tuple[str, ...]] = {
     "surprise": ("omg", "wow", "shocked", "surprise", "what", "wait", "suddenly", "realize", "realized",
                  "unexpected", "plot", "twist", "whoa", "huh"),
     "anger": ("angry", "hate", "mad", "rage", "stop", "enough", "furious", "annoying", "why", "ugh",
@@ -33,7 +34,7 @@ EMOTION_WORDS: dict[str, tuple[str, ...]] = {
     "disgust": ("gross", "ew", "eww", "disgusting", "pineapple", "yuck", "nasty", "cringe"),
 }  # fmt: skip
 # Words in a user's prompt that ask for a camera move.
-CAMERA_WORDS: dict[str, tuple[str, ...]] = {
+CAMERA_WORDS: dict[Camera, tuple[str, ...]] = {
     "zoom-in": ("zoom in", "zoom-in", "push in", "closer", "close up", "zoom"),
     "zoom-out": ("zoom out", "zoom-out", "pull back", "pull out", "reveal"),
     "pan-left": ("pan left", "pan-left", "to the left"),
@@ -44,18 +45,18 @@ CAMERA_WORDS: dict[str, tuple[str, ...]] = {
     "orbit": ("orbit", "circle", "around", "spin", "parallax", "3d"),
 }
 # The camera move that best sells each feeling.
-EMOTION_CAMERA = {
+EMOTION_CAMERA: dict[Emotion, Camera] = {
     "surprise": "zoom-in", "anger": "shake", "fear": "shake", "sadness": "zoom-in", "joy": "orbit",
     "love": "zoom-in", "smug": "orbit", "confusion": "zoom-out", "disgust": "zoom-out", "neutral": "orbit",
 }  # fmt: skip
-EMOTION_ACTION = {
+EMOTION_ACTION: dict[Emotion, str] = {
     "surprise": "snaps to attention in disbelief", "anger": "shakes with barely contained rage",
     "fear": "trembles nervously", "sadness": "sinks into a quiet, heavy sadness",
     "joy": "bounces with delight", "love": "glows while a heartbeat pulses through the scene",
     "smug": "leans back with a knowing, self-satisfied look", "confusion": "looks around, puzzled",
     "disgust": "recoils in disgust", "neutral": "breathes gently while the scene comes alive",
 }  # fmt: skip
-CAMERA_PHRASE = {
+CAMERA_PHRASE: dict[Camera, str] = {
     "zoom-in": "the camera pushes in on them", "zoom-out": "the camera pulls back to take it all in",
     "pan-left": "the camera pans left", "pan-right": "the camera pans right",
     "pan-up": "the camera tilts up", "pan-down": "the camera tilts down",
@@ -85,10 +86,8 @@ class Synthesize:
 
             self.llm = LlmScriptWriter(settings, api_key=api_key)
 
-    def __call__(self, scene: SceneInfo, *, prompt: str | None = None, camera: str | None = None) -> Script:
+    def __call__(self, scene: SceneInfo, *, prompt: str | None = None, camera: Camera | None = None) -> Script:
         """A script from what the picture shows and what its caption says; the user's prompt and camera win."""
-        if camera is not None and camera not in CAMERAS:
-            raise ValueError(f"camera must be one of {CAMERAS}, got {camera!r}")
         prompt = " ".join((prompt or "").split()) or None
         if self.llm is None:
             return self.template(scene, prompt=prompt, camera=camera)
@@ -105,7 +104,7 @@ class Synthesize:
             script = dataclasses.replace(script, camera=camera)
         return script
 
-    def template(self, scene: SceneInfo, *, prompt: str | None, camera: str | None) -> Script:
+    def template(self, scene: SceneInfo, *, prompt: str | None, camera: Camera | None) -> Script:
         """The offline script: words from the caption and the QA answers, a camera move that fits the feeling."""
         # 1. the feeling: the user's words first, then the caption's
         emotion = detect_emotion(prompt or "") if prompt else "neutral"
@@ -134,7 +133,7 @@ class Synthesize:
         )
 
 
-def detect_emotion(text: str) -> str:
+def detect_emotion(text: str) -> Emotion:
     """The emotion whose words the text uses most; "neutral" when none."""
     words = set(re.findall(r"[a-z']+", text.lower().replace("’", "'")))
     scores = {
@@ -147,17 +146,15 @@ def detect_emotion(text: str) -> str:
     return best if scores[best] > 0 else "neutral"
 
 
-def camera_from_prompt(prompt: str) -> str | None:
+def camera_from_prompt(prompt: str) -> Camera | None:
     """The camera move a prompt names, if any (the longest matching phrase wins)."""
     lowered = prompt.lower()
     hits = [(len(p), cam) for cam, phrases in CAMERA_WORDS.items() for p in phrases if p in lowered]
     return max(hits)[1] if hits else None
 
 
-def explain(meme_text: str, emotion: str, camera: str) -> str:
+def explain(meme_text: str, emotion: Emotion, camera: Camera) -> str:
     """Why the motion fits the joke, in one or two sentences."""
-    if emotion not in EMOTIONS:
-        raise ValueError(f"emotion must be one of {EMOTIONS}, got {emotion!r}")
     feeling = {"neutral": "its deadpan tone"}.get(emotion, f"its {emotion}")
     if not meme_text:
         return f"The picture carries the joke on its own; a {camera} move plays up {feeling} without hiding it."

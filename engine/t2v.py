@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 
 from engine.config import GenerateSettings, RuntimeSettings
-from engine.errors import ConfigError
 from engine.gpu import model_path, torch_device, torch_dtype
 from engine.procedural import output_size
-from engine.types import AnimationOptions, CleanImage, Frames, Script
+from engine.types import CleanImage, Frames, ResolvedOptions, Script
 from engine.video_models import (
     CAMERA_PHRASES,
     MOTION_PHRASES,
@@ -42,30 +41,20 @@ DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 9.0
 DEFAULT_SIDE = 256  # the model was trained on 256 x 256 clips
 SIZE_MULTIPLE = 8  # TextToVideoSDPipeline refuses other sizes
-MAX_WATERMARK_BAND = 0.5
 FEATHER_ROWS = 4  # the fill fades into the frame over this many rows above the band
 
 
 def animate(
     settings: GenerateSettings, runtime: RuntimeSettings, clean: CleanImage, script: Script,
-    options: AnimationOptions, progress: StepProgress | None = None,
+    options: ResolvedOptions, progress: StepProgress | None = None,
 ) -> Frames:  # fmt: skip
     """Generate the script's motion with the text-to-video model, at the picture's aspect and the output size."""
-    # 1. check the settings and options before loading anything
-    if not 0.0 <= settings.watermark_band <= MAX_WATERMARK_BAND:
-        raise ConfigError(
-            f"config key 'generate.watermark_band' must be between 0 and {MAX_WATERMARK_BAND}, "
-            f"not {settings.watermark_band}"
-        )
-    assert options.frames is not None and options.size is not None and options.fps is not None
-    assert options.motion is not None
-
-    # 2. the resident model, with the job's LoRA checkpoint (or none)
+    # 1. the resident model, with the job's LoRA checkpoint (or none)
     path = model_path(settings.t2v_model, key="generate.t2v_model")
     pipe = RESIDENT.get(loaded_key("t2v", path, runtime), lambda: load(path, runtime))
     RESIDENT.use_checkpoint(options.checkpoint, settings.lora_weight)
 
-    # 3. the size the model needs, near the picture's aspect
+    # 2. the size the model needs, near the picture's aspect
     height, width = clean.pixels.shape[:2]
     # the UNet halves the latents once per block after the first; the pipeline also wants multiples of 8
     multiple = max(SIZE_MULTIPLE, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
@@ -76,7 +65,7 @@ def animate(
         CAMERA_PHRASES.get(script.camera, ""), tokenizer=getattr(pipe, "tokenizer", None),
     )  # fmt: skip
 
-    # 4. denoise; the progress callback may raise to cancel between steps
+    # 3. denoise; the progress callback may raise to cancel between steps
     def step_done(step: int, _timestep: Any, _latents: Any) -> None:
         if progress is not None:
             progress((step + 1) / steps)
@@ -91,7 +80,7 @@ def animate(
         "t2v",
     )  # fmt: skip
 
-    # 5. watermark out, then the output size at the picture's aspect
+    # 4. watermark out, then the output size at the picture's aspect
     frames = remove_watermark(to_frames(video), settings.watermark_band)
     out_w, out_h = output_size(width, height, options.size)
     return Frames(frames=resize_frames(frames, out_w, out_h), fps=float(options.fps), motion="t2v")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.vocabulary import Camera, Emotion, Format, Motion
+
 Box = tuple[int, int, int, int]
 """An axis-aligned box in pixels: (x0, y0, x1, y1), x1/y1 exclusive."""
 
@@ -110,20 +112,15 @@ class SceneInfo:
         return self.subjects[0] if self.subjects else None
 
 
-CAMERAS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit")
-MOTION_LEVELS = ("low", "high")
-EMOTIONS = ("joy", "surprise", "anger", "fear", "sadness", "disgust", "love", "smug", "confusion", "neutral")
-
-
 @dataclass(frozen=True)
 class Script:
     """Stage 5 output: the motion script."""
 
     description: str
     meme_text: str
-    emotion: str  # one of EMOTIONS
+    emotion: Emotion
     motion_prompt: str
-    camera: str  # one of CAMERAS
+    camera: Camera
     explanation: str
     # Who wrote it, for the job's history and reports: "template", "openai gpt-4o", or
     # "template (openai failed: timeout)" when the LLM failed and the template stood in.
@@ -149,7 +146,7 @@ class Encoded:
     """Stage 8 output: the encoded animation."""
 
     data: bytes
-    format: str  # "gif", "mp4" or "webp"
+    format: Format
     width: int
     height: int
     frames: int
@@ -159,19 +156,40 @@ class Encoded:
 
 @dataclass(frozen=True)
 class AnimationOptions:
-    """What one request asks for; None means "use the configured default"."""
+    """What one request asks for; None means "use the configured default".
+
+    Built only at the edges (the CLI's parser, the API's JobOptions, a stored job's options that one of
+    them checked), each of which checks the values against engine.vocabulary: inside, they are trusted.
+    """
 
     prompt: str | None = None
-    motion: str | None = None  # one of MOTION_LEVELS
-    camera: str | None = None  # one of CAMERAS
+    motion: Motion | None = None
+    camera: Camera | None = None  # None: the script chooses
     frames: int | None = None
     fps: int | None = None
     size: int | None = None  # the output's longer side, px
-    format: str | None = None  # "gif", "mp4" or "webp"
+    format: Format | None = None
     max_bytes: int | None = None
     # Encoded instead when `format` meets max_bytes only by shrinking the picture or halving the frame rate:
     # a chat whose upload limit is small gets a sharp MP4 rather than a postage-stamp GIF.
-    fallback_format: str | None = None
+    fallback_format: Format | None = None
     seed: int = 0
     # The LoRA file the job runs with: set by the engine from its checkpoint registry, never by a request.
     checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedOptions:
+    """A request's options with the configured defaults filled in: what the stages and backends read."""
+
+    prompt: str | None
+    motion: Motion
+    camera: Camera | None  # None: the script chooses
+    frames: int
+    fps: int
+    size: int  # the output's longer side, px
+    format: Format
+    max_bytes: int
+    fallback_format: Format | None
+    seed: int
+    checkpoint: str | None  # the LoRA file, from the engine's registry

@@ -177,11 +177,16 @@ def test_bad_inputs_exit_2_with_one_sentence(tmp_path: Path, capsys: pytest.Capt
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--frames", "0"], "frames option must be between"),
-        (["--size", "5000"], "size option must be between"),
-        (["--max-bytes", "0"], "size budget"),
+        (["--frames", "0"], "argument --frames: 0 is out of range: use a whole number from 2 to 240"),
+        (["--size", "5000"], "argument --size: 5000 is out of range: use a whole number from 64 to 1024"),
+        (["--fps", "99"], "argument --fps: 99 is out of range"),
+        (["--seed", "-1"], "argument --seed: -1 is out of range: use a whole number from 0 to 2147483647"),
+        (["--max-bytes", "0"], "argument --max-bytes: 0 is out of range: use a whole number of at least 1"),
         (["--camera", "dolly"], "invalid choice"),
-        (["--frames", "many"], "invalid int value"),
+        (["--motion", "wild"], "invalid choice"),
+        (["--format", "avi"], "invalid choice"),
+        (["--prompt", "x" * 501], "the prompt is too long (the limit is 500 characters)"),
+        (["--frames", "many"], "argument --frames: 'many' is not a whole number"),
         (["--max-bytes", "100"], "small enough"),
     ],
 )

@@ -8,15 +8,12 @@ from typing import Any
 
 from bot.core.errors import OptionError
 from bot.core.models import LIMIT_KEYS
+from engine.vocabulary import CAMERAS, FPS, MAX_PROMPT_CHARS, MOTION_LEVELS, SEED
 
 __all__ = ["AnimateRequest", "OptionError", "parse_animate", "parse_limits"]
 
-# The engine's own bounds (engine.types / engine.pipeline); a test checks they still agree.
-MOTIONS = ("low", "high")
-CAMERAS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit")
-MAX_SEED = 2**31 - 1
-FPS = (1, 50)
-MAX_PROMPT_CHARS = 500
+MOTIONS = MOTION_LEVELS
+MAX_SEED = SEED[1]
 # Only these keys make a token an option; "a=b" with any other key stays part of the prompt.
 TOKEN = re.compile(r"(?i)(motion|camera|seed|fps)=(.*)")
 LIMIT_TOKEN = re.compile(r"(?i)([a-z_]+)=(.*)")

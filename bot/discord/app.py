@@ -19,7 +19,7 @@ from bot.core.pending import PendingJobs
 from bot.discord import commands, delivery, media
 from bot.discord.buttons import ResultButton
 from bot.discord.runtime import NONE, Runtime
-from engine.config import DiscordSettings, Settings
+from bot.settings import BotSettings, DiscordSettings
 from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class MakeItMove(discord.Client):
     """The bot: one client, one command tree, one Runtime."""
 
     def __init__(
-        self, settings: Settings, environ: Mapping[str, str], *, message_content: bool, **options: Any
+        self, settings: BotSettings, environ: Mapping[str, str], *, message_content: bool, **options: Any
     ) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here: no warning about it
         intents = discord.Intents.default()
@@ -118,7 +118,7 @@ def token_of(environ: Mapping[str, str]) -> str:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, environ: Mapping[str, str], *, timeout: float | None = READY_TIMEOUT_S, **options: Any
+    settings: BotSettings, environ: Mapping[str, str], *, timeout: float | None = READY_TIMEOUT_S, **options: Any
 ) -> AsyncIterator[MakeItMove]:
     """A connected, ready bot inside the running event loop, closed when the block ends.
 
@@ -163,14 +163,14 @@ async def _stop(client: MakeItMove) -> None:
             await asyncio.wait_for(client.runner, timeout=10)
 
 
-async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
+async def serve(settings: BotSettings, environ: Mapping[str, str]) -> None:
     """Run until stopped (or until discord.py gives up, which raises)."""
     async with running(settings, environ, timeout=None) as client:
         assert client.runner is not None
         await client.runner
 
 
-def run(settings: Settings, environ: Mapping[str, str]) -> None:
+def run(settings: BotSettings, environ: Mapping[str, str]) -> None:
     """`makeitmove bot discord`."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, environ))

@@ -12,7 +12,7 @@ import discord
 
 from bot.core.engine_client import EngineClient
 from bot.core.pending import PendingJobs
-from engine.config import DiscordSettings
+from bot.settings import DiscordSettings
 
 PLATFORM = "discord"
 KEEP_DELIVERED = 500  # delivered jobs remembered for the result buttons and duplicate events

@@ -27,10 +27,10 @@ from bot.core.engine_client import EngineClient
 from bot.core.errors import BotError
 from bot.core.pending import PendingJobs
 from bot.core.throttle import EditThrottle
+from bot.settings import BotSettings, TelegramSettings
 from bot.telegram import admin, handlers
 from bot.telegram.delivery import resume, stop_watching
 from bot.telegram.runtime import RUNTIME, Runtime, runtime_of
-from engine.config import Settings, TelegramSettings
 from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def webhook_of(tg: TelegramSettings, environ: Mapping[str, str]) -> Webhook | No
     return Webhook(tg.webhook_listen, tg.webhook_port, path, tg.webhook_url, secret)
 
 
-def build_application(settings: Settings, environ: Mapping[str, str]) -> Application:
+def build_application(settings: BotSettings, environ: Mapping[str, str]) -> Application:
     """The bot: TELEGRAM_TOKEN, ENGINE_TOKEN and ENGINE_ADMIN_TOKEN from `environ`, the rest from settings."""
     token = environ.get("TELEGRAM_TOKEN")
     if not token:
@@ -208,7 +208,7 @@ def _webhook_arguments(hook: Webhook) -> _WebhookArguments:
     }  # fmt: skip
 
 
-def run(settings: Settings, environ: Mapping[str, str]) -> None:
+def run(settings: BotSettings, environ: Mapping[str, str]) -> None:
     """`makeitmove bot telegram`: long polling, or a webhook when [telegram] webhook_url is set."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token
     hook = webhook_of(settings.telegram, environ)  # before anything starts: a config error ends the command

@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 from bot.core.engine_client import EngineClient
 from bot.core.pending import PendingJobs
 from bot.core.throttle import EditThrottle
-from engine.config import TelegramSettings
+from bot.settings import TelegramSettings
 
 RUNTIME = "makeitmove.runtime"
 PLATFORM = "telegram"

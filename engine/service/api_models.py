@@ -7,17 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.pipeline import LIMITS, MAX_PROMPT_CHARS
+from engine.vocabulary import FPS, FRAMES, MAX_PROMPT_CHARS, SEED, SIZE, Camera, Format, Motion
 from storage.records import Ban, JobRecord, Limits, Quota, Stats
 
-Camera = Literal["zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit"]
-Motion = Literal["low", "high"]
-Format = Literal["gif", "mp4", "webp"]
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 
 # Names bots send for platforms and people; bounded so they fit an index and a log line.
 NAME = r"^[A-Za-z0-9_.:@-]{1,64}$"
-MAX_SEED = 2**31 - 1  # fits every integer column and numpy's seeding
 MAX_LIMIT = 10**9  # limit numbers above this are a typo, not a policy
 
 
@@ -38,12 +34,12 @@ class JobOptions(Strict):
     fallback_format: Format | None = Field(
         default=None, description="sent instead when `format` fits max_bytes only by shrinking the picture or its fps"
     )
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="same seed, same bytes; random when absent")
-    fps: int | None = Field(default=None, ge=LIMITS["fps"][0], le=LIMITS["fps"][1])
-    frames: int | None = Field(default=None, ge=LIMITS["frames"][0], le=LIMITS["frames"][1])
-    size: int | None = Field(
-        default=None, ge=LIMITS["size"][0], le=LIMITS["size"][1], description="the longer side, px"
+    seed: int | None = Field(
+        default=None, ge=SEED[0], le=SEED[1], description="same seed, same bytes; random when absent"
     )
+    fps: int | None = Field(default=None, ge=FPS[0], le=FPS[1])
+    frames: int | None = Field(default=None, ge=FRAMES[0], le=FRAMES[1])
+    size: int | None = Field(default=None, ge=SIZE[0], le=SIZE[1], description="the longer side, px")
 
 
 class JobForm(Strict):

@@ -29,8 +29,7 @@ from engine.service.api_models import (
     Requester,
 )
 from engine.service.middleware import Refused, is_admin_request, json_model, validation_message
-from engine.service.state import METRICS, PIPELINE, QUEUE, REPOSITORY, SETTINGS
-from engine.types import AnimationOptions
+from engine.service.state import METRICS, QUEUE, REPOSITORY, SETTINGS
 from storage.records import JobRecord, NewJob, Rejected
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,6 @@ async def submit_job(request: web.Request) -> web.Response:
     if image is None:
         raise Refused(400, "missing_image", "Attach the meme as the form's image field.")
     values = options.model_dump(exclude_none=True, exclude={"seed"})
-    request.app[PIPELINE].resolve(AnimationOptions(**values))  # the pipeline's own checks, before accepting
     intake = Intake(request.app[SETTINGS].intake)
     try:
         await asyncio.get_running_loop().run_in_executor(None, intake, image)

@@ -9,7 +9,6 @@ from bot.core.options import (
     FPS,
     MAX_PROMPT_CHARS,
     MAX_SEED,
-    MOTIONS,
     AnimateRequest,
     OptionError,
     parse_animate,
@@ -109,18 +108,6 @@ def test_from_options_round_trips_and_checks_again() -> None:
     assert AnimateRequest.from_options(request.options) == request
     with pytest.raises(OptionError):
         AnimateRequest.from_options({"fps": 500})
-
-
-def test_the_bounds_agree_with_the_engine() -> None:
-    from engine.pipeline import LIMITS
-    from engine.pipeline import MAX_PROMPT_CHARS as ENGINE_PROMPT
-    from engine.service.api_models import MAX_SEED as ENGINE_SEED
-    from engine.types import CAMERAS as ENGINE_CAMERAS
-    from engine.types import MOTION_LEVELS
-
-    assert (CAMERAS, MOTIONS, FPS, MAX_SEED, MAX_PROMPT_CHARS) == (
-        ENGINE_CAMERAS, MOTION_LEVELS, LIMITS["fps"], ENGINE_SEED, ENGINE_PROMPT
-    )  # fmt: skip
 
 
 def test_parse_limits() -> None:

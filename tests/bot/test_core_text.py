@@ -21,9 +21,11 @@ NOW = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
 def test_importing_bot_core_pulls_in_no_heavy_library() -> None:
     code = (
         "import sys, bot.core.engine_client, bot.core.options, bot.core.text, bot.core.throttle, bot.core.pending\n"
-        "heavy = {'torch', 'sqlalchemy', 'cv2', 'rapidocr', 'numpy', 'engine', 'storage', 'PIL'}\n"
+        "heavy = {'torch', 'sqlalchemy', 'cv2', 'rapidocr', 'numpy', 'storage', 'PIL'}\n"
         "loaded = heavy & {name.split('.')[0] for name in sys.modules}\n"
         "assert not loaded, loaded\n"
+        "engine = {name for name in sys.modules if name.split('.')[0] == 'engine'}\n"
+        "assert engine <= {'engine', 'engine.vocabulary'}, engine\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

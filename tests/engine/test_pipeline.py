@@ -54,24 +54,6 @@ def test_defaults_come_from_the_settings(pipeline: Pipeline) -> None:
     assert resolved.camera is None and resolved.max_bytes == settings.encode.max_bytes
 
 
-@pytest.mark.parametrize(
-    ("options", "words"),
-    [
-        (AnimationOptions(frames=1), "frames option"),
-        (AnimationOptions(fps=99), "fps option"),
-        (AnimationOptions(motion="wild"), "motion option"),
-        (AnimationOptions(camera="dolly"), "camera option"),
-        (AnimationOptions(format="avi"), "format"),
-        (AnimationOptions(fallback_format="avi"), "fallback format"),
-        (AnimationOptions(prompt="x" * 501), "prompt is too long"),
-    ],
-)
-def test_bad_options_are_user_errors(pipeline: Pipeline, options: AnimationOptions, words: str) -> None:
-    with pytest.raises(UserError, match=words) as caught:
-        pipeline.run(EXAMPLE.read_bytes(), options)
-    assert caught.value.code == "bad_option" and caught.value.message.endswith(".")
-
-
 @pytest.mark.parametrize("meme", ["mg_01_afraid", "mg_30_keanu", "mg_50_sparta"])
 def test_real_meme_caption_stays_still_while_the_picture_moves(
     pipeline: Pipeline, shared_memes: Path, ground_truth: dict, meme: str
@@ -79,7 +61,7 @@ def test_real_meme_caption_stays_still_while_the_picture_moves(
     entry = next(m for m in ground_truth["memes"] if m["id"] == meme)
     result = pipeline.run((shared_memes / entry["image"]).read_bytes(), AnimationOptions(frames=12, size=300))
     frames = decode_gif(result.encoded.data)
-    scale = frames.shape[2] / entry["width"]
+    assert max(frames.shape[1:3]) == 300, "the longer side is the size asked for"
     mask = np.asarray(Image.open(shared_memes / entry["textmask"]).convert("L").resize(frames.shape[2:0:-1])) > 128
     assert mask.sum() > 100
     caption_motion = np.abs(np.diff(frames, axis=0))[:, mask].mean()
@@ -92,7 +74,6 @@ def test_real_meme_caption_stays_still_while_the_picture_moves(
         dtype=np.int16,
     )
     assert np.abs(frames[:, mask] - original[mask]).mean() < 25
-    assert scale > 0
 
 
 def test_fallback_format_replaces_a_gif_that_fits_only_by_shrinking(pipeline: Pipeline) -> None:

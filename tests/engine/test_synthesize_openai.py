@@ -18,7 +18,8 @@ from engine.config import load_settings, replace
 from engine.errors import ConfigError
 from engine.llm import SYSTEM_PROMPT
 from engine.synthesize import Synthesize
-from engine.types import CAMERAS, EMOTIONS, QA, SceneInfo, Subject
+from engine.types import QA, SceneInfo, Subject
+from engine.vocabulary import CAMERAS, EMOTIONS
 from tests.engine.fake_openai import FakeOpenAI, error, serve, sleeps
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monday-cat.png"

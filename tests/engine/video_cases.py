@@ -9,7 +9,7 @@ import numpy as np
 
 from engine.config import Settings, load_settings, replace
 from engine.generate import Generate
-from engine.types import AnimationOptions, CleanImage, Frames, SceneInfo, Script
+from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 W, H = 90, 60  # 3:2, so a wrong aspect shows
 
@@ -25,10 +25,12 @@ SCENE = SceneInfo(qa=(), subjects=(), colors=(), panels=((0, 0, W, H),), meme_te
 SCRIPT = Script("a cat", "", "joy", "A cat dances", "zoom-in", "")
 
 
-def options(**changes: Any) -> AnimationOptions:
+def options(**changes: Any) -> ResolvedOptions:
     """Resolved options for a 4-frame, 64 px run."""
-    values: dict[str, Any] = {"motion": "low", "frames": 4, "fps": 8, "size": 64, "seed": 0} | changes
-    return AnimationOptions(**values)
+    values: dict[str, Any] = {"motion": "low", "frames": 4, "fps": 8, "size": 64, "seed": 0, "prompt": None,
+                              "camera": None, "format": "gif", "max_bytes": 10**7, "fallback_format": None,
+                              "checkpoint": None} | changes  # fmt: skip
+    return ResolvedOptions(**values)
 
 
 def tiny_settings(tiny_dir: Path, config: str = "tiny.toml", **generate: Any) -> Settings:

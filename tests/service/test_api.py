@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from engine.config import Settings, load_settings, replace
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
+from engine.service import handlers_jobs
 from engine.service.app import create_app
 from engine.service.state import Tokens
 
@@ -428,20 +429,20 @@ def test_every_error_is_json(tmp_path: Path, pipeline: Pipeline) -> None:
     run(tmp_path, pipeline, scenario, engine={"max_body_bytes": 200_000})
 
 
-class Exploding:
-    """A pipeline whose option check hits a bug, to see what a 500 looks like."""
-
-    def resolve(self, options: Any) -> Any:
+def test_internal_errors_are_one_calm_line(
+    tmp_path: Path, pipeline: Pipeline, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def bug(request: Any) -> Any:  # a handler that hits a bug, to see what a 500 looks like
         raise RuntimeError("secret internal detail")
 
+    monkeypatch.setattr(handlers_jobs, "_read_form", bug)
 
-def test_internal_errors_are_one_calm_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(client: TestClient) -> None:
         status, body, _ = await submit(client)
         assert_error(status, body, 500, "internal")
         assert "secret" not in json.dumps(body)
 
     with caplog.at_level(logging.ERROR, logger="engine.service.middleware"):
-        run(tmp_path, Exploding(), scenario)
+        run(tmp_path, pipeline, scenario)
     assert "secret internal detail" in caplog.text and "Traceback" in caplog.text
     assert TOKEN not in caplog.text
