@@ -25,7 +25,7 @@ from skimage.metrics import structural_similarity
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.config import EncodeSettings  # noqa: E402
-from engine.encode import Encode  # noqa: E402
+from engine.stages.encode import Encode  # noqa: E402
 from engine.types import Frames  # noqa: E402
 
 MEMES = Path(__file__).resolve().parents[2] / "shared" / "memes" / "rendered"

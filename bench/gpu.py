@@ -135,7 +135,7 @@ def main() -> None:
         tiny: Path | None = None
         base = load_settings(args.config)
         if args.tiny:
-            from engine.tiny import make_tiny
+            from engine.runtime.tiny import make_tiny
 
             started = time.perf_counter()
             tiny = Path(scratch)

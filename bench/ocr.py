@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config import load_settings  # noqa: E402
-from engine.detext import Detext  # noqa: E402
-from engine.ocr import Ocr  # noqa: E402
+from engine.stages.detext import Detext  # noqa: E402
+from engine.stages.ocr import Ocr  # noqa: E402
 from tests.engine.test_real_memes import box_errors, decoded, judge_finds, load_memes, mask_scores  # noqa: E402
 
 

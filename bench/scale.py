@@ -32,10 +32,10 @@ from service import TRIVIAL, SleepPipeline, meme  # noqa: E402
 from engine.config import Settings, load_settings, replace  # noqa: E402
 from engine.service.app import default_limits  # noqa: E402
 from engine.service.checkpoints import CheckpointRegistry  # noqa: E402
-from engine.service.local_queue import LocalJobQueue  # noqa: E402
-from engine.service.procrastinate_app import apply_schema  # noqa: E402
-from engine.service.procrastinate_queue import ProcrastinateJobQueue  # noqa: E402
-from engine.service.queue import JobQueue  # noqa: E402
+from engine.service.queue.local import LocalJobQueue  # noqa: E402
+from engine.service.queue.procrastinate.app import apply_schema  # noqa: E402
+from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue  # noqa: E402
+from engine.service.queue.protocol import JobQueue  # noqa: E402
 from storage.database import upgrade  # noqa: E402
 from storage.records import NewJob  # noqa: E402
 from storage.repository import Repository  # noqa: E402
@@ -68,7 +68,7 @@ def worker_process(config: Path, seconds: float) -> None:
     """`makeitmove worker` with the sleep generator (run as a subprocess of this script)."""
     import logging
 
-    from engine.service.worker import run_worker
+    from engine.service.queue.procrastinate.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     SleepPipeline.SECONDS = seconds

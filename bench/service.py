@@ -256,7 +256,7 @@ def serve_sleeping(config: Path) -> None:
     from aiohttp import web
 
     from engine.service.app import create_app
-    from engine.service.state import Tokens
+    from engine.service.keys import Tokens
 
     settings = load_settings(config)
     app = create_app(settings, tokens=Tokens.from_env(), pipeline_factory=SleepPipeline)

@@ -32,7 +32,7 @@ from bot.telegram.app import build_application, polling  # noqa: E402
 from engine.config import load_settings, replace  # noqa: E402
 from engine.pipeline import Pipeline  # noqa: E402
 from engine.service.app import create_app  # noqa: E402
-from engine.service.state import Tokens  # noqa: E402
+from engine.service.keys import Tokens  # noqa: E402
 from tests.bot.fake_telegram import FakeTelegram, Users  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.service.test_api import meme  # noqa: E402

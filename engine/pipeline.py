@@ -8,16 +8,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from engine.caption import Caption
 from engine.config import Settings
-from engine.detext import Detext
-from engine.encode import Encode
 from engine.errors import UserError
-from engine.generate import Generate
-from engine.intake import Intake
-from engine.ocr import Ocr
-from engine.postprocess import Postprocess
-from engine.synthesize import Synthesize
+from engine.stages.caption import Caption
+from engine.stages.detext import Detext
+from engine.stages.encode import Encode
+from engine.stages.generate import Generate
+from engine.stages.intake import Intake
+from engine.stages.ocr import Ocr
+from engine.stages.postprocess import Postprocess
+from engine.stages.synthesize import Synthesize
 from engine.types import AnimationOptions, Encoded, Frames, OcrResult, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)

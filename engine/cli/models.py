@@ -36,7 +36,7 @@ def register(commands: Any) -> None:
 def models_check_command(args: argparse.Namespace) -> int:
     """`makeitmove models check`: each configured model, where it is and its size; 1 if a needed one is missing."""
     from engine.config import load_settings
-    from engine.model_files import configured_models, human_size
+    from engine.runtime.model_files import configured_models, human_size
 
     entries = configured_models(load_settings(args.config))
     width = max((len(e.key) for e in entries), default=0)
@@ -56,10 +56,10 @@ def models_check_command(args: argparse.Namespace) -> int:
 
 def models_make_tiny_command(args: argparse.Namespace) -> int:
     """`makeitmove models make-tiny DIR`: tiny random models for a CPU run of the model chain."""
-    from engine.gpu import require_torch
+    from engine.runtime.gpu import require_torch
 
     require_torch("tiny models")
-    from engine.tiny import make_tiny
+    from engine.runtime.tiny import make_tiny
 
     written = make_tiny(args.dir)
     configs = [path for name, path in written.items() if name.endswith(".toml")]

@@ -46,7 +46,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from engine.config import load_settings
     from engine.errors import ConfigError
     from engine.service.app import create_app
-    from engine.service.state import Tokens
+    from engine.service.keys import Tokens
 
     settings = load_settings(args.config)
     if not args.verbose:  # a service logs its job transitions; the CLI's default is quiet
@@ -79,7 +79,7 @@ def db_upgrade_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"config key 'storage.url' is not usable: {exc}") from None
     if settings.queue.backend == "procrastinate":
-        from engine.service.procrastinate_app import apply_schema, check_settings
+        from engine.service.queue.procrastinate.app import apply_schema, check_settings
 
         check_settings(settings)
         asyncio.run(apply_schema(settings.storage.url))
@@ -101,7 +101,7 @@ def worker_command(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"the worker needs pip install 'makeitmove[postgres]' ({exc.name} is missing)") from None
     from engine.pipeline import Pipeline
-    from engine.service.worker import run_worker
+    from engine.service.queue.procrastinate.worker import run_worker
 
     if not args.verbose:  # a worker logs its job transitions, like serve
         logging.getLogger().setLevel(logging.INFO)

@@ -14,15 +14,11 @@ from aiohttp import web
 from engine.config import Settings
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
+from engine.service.api.middleware import auth, errors
+from engine.service.api.openapi import build_spec
+from engine.service.api.routes import ROUTES, add_routes
 from engine.service.checkpoints import CheckpointRegistry
-from engine.service.local_queue import LocalJobQueue
-from engine.service.metrics import MeteredPipeline, ServiceMetrics
-from engine.service.middleware import auth, errors
-from engine.service.openapi import build_spec
-from engine.service.procrastinate_queue import ProcrastinateJobQueue
-from engine.service.queue import JobQueue
-from engine.service.routes import ROUTES, add_routes
-from engine.service.state import (
+from engine.service.keys import (
     CHECKPOINTS,
     METRICS,
     OPENAPI,
@@ -33,6 +29,10 @@ from engine.service.state import (
     TOKENS,
     Tokens,
 )
+from engine.service.metrics import MeteredPipeline, ServiceMetrics
+from engine.service.queue.local import LocalJobQueue
+from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue
+from engine.service.queue.protocol import JobQueue
 from storage.records import Limits
 from storage.repository import Repository
 

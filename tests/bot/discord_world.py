@@ -15,7 +15,7 @@ from bot.discord.app import running
 from engine.config import Settings, load_settings, replace
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.app import create_app
-from engine.service.state import Tokens
+from engine.service.keys import Tokens
 from engine.types import AnimationOptions
 from tests.bot import fake_discord as fd
 from tests.bot.test_telegram import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL

@@ -24,7 +24,7 @@ from bot.core.models import Job
 from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
-from engine.service.state import Tokens
+from engine.service.keys import Tokens
 from tests.ports import free_port
 
 TOKEN, ADMIN = "bot-test-token", "admin-test-token"

@@ -23,7 +23,7 @@ from engine.config import Settings, load_settings, replace
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
-from engine.service.state import Tokens
+from engine.service.keys import Tokens
 from tests.bot.fake_telegram import BOT_USERNAME, Call, FakeTelegram, Users
 from tests.ports import free_port
 from tests.service.test_api import meme

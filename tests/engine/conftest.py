@@ -11,7 +11,7 @@ import torch
 @pytest.fixture(scope="session")
 def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BLIP-2 folder (model and processor), loaded the way production loads the real one."""
-    from engine.tiny.vqa import make_tiny_blip2
+    from engine.runtime.tiny.vqa import make_tiny_blip2
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -21,7 +21,7 @@ def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_florence2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Florence-2 folder (model and processor)."""
-    from engine.tiny.vqa import make_tiny_florence2
+    from engine.runtime.tiny.vqa import make_tiny_florence2
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -31,7 +31,7 @@ def tiny_florence2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every tiny model, two t2v LoRA checkpoints and the tiny configs, as `makeitmove models make-tiny` writes them."""
-    from engine.tiny import make_tiny
+    from engine.runtime.tiny import make_tiny
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.caption import Caption, describe_place, dominant_colors, find_panels
 from engine.config import load_settings
+from engine.stages.caption import Caption, describe_place, dominant_colors, find_panels
 from engine.types import CleanImage, OcrResult, Subject, TextBlock
 
 

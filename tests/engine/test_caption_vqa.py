@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.caption import Caption
+from engine.backends.florence2 import DESCRIBE_QUESTION, Florence2, parse_objects, parse_ocr_with_region, plain_text
 from engine.config import load_settings, replace
-from engine.detext import Detext
-from engine.florence2 import DESCRIBE_QUESTION, Florence2, parse_objects, parse_ocr_with_region, plain_text
-from engine.intake import Intake
-from engine.ocr import Ocr
+from engine.stages.caption import Caption
+from engine.stages.detext import Detext
+from engine.stages.intake import Intake
+from engine.stages.ocr import Ocr
 from engine.types import CleanImage, DecodedImage, OcrResult, SceneInfo, TextBlock, TextLine
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monday-cat.png"
@@ -140,7 +140,7 @@ def test_florence2_ocr_and_caption_share_one_model(tiny_florence2: Path) -> None
 
 
 def test_model_answers_replace_the_cpu_answer_to_the_same_question() -> None:
-    from engine.caption import merge_answers
+    from engine.stages.caption import merge_answers
     from engine.types import QA
 
     base = (QA("a?", "cpu a"), QA("b?", "cpu b"))
@@ -150,7 +150,7 @@ def test_model_answers_replace_the_cpu_answer_to_the_same_question() -> None:
 
 
 def test_blip2_answers_are_one_capped_line() -> None:
-    from engine.blip2 import clean_answer
+    from engine.backends.blip2 import clean_answer
 
     assert clean_answer("  a\n cat  ") == "a cat"
     assert len(clean_answer("word " * 100)) == 200

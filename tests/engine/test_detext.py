@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from engine.config import load_settings, replace
-from engine.detext import Detext
-from engine.ocr import Ocr
+from engine.stages.detext import Detext
+from engine.stages.ocr import Ocr
 from engine.types import CleanImage, DecodedImage, OcrResult, TextBlock, TextLine
 from tests.engine.test_ocr import decoded, font, gradient
 

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image, ImageSequence
 from skimage.metrics import structural_similarity
 
-from engine import gif
+from engine.backends import gif
 from engine.config import EncodeSettings
-from engine.encode import Encode
 from engine.errors import UserError
+from engine.stages.encode import Encode
 from engine.types import Frames
 
 

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.backends.procedural.animator import output_size
+from engine.backends.procedural.motions import MOTIONS, build_curves, plan_motions
 from engine.config import load_settings
-from engine.generate import Generate
-from engine.motions import MOTIONS, build_curves, plan_motions
-from engine.procedural import output_size
+from engine.stages.generate import Generate
 from engine.types import CleanImage, ResolvedOptions, SceneInfo, Script, Subject
 from engine.vocabulary import CAMERAS, EMOTIONS
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.backends.procedural.animator import output_size
+from engine.backends.video.i2v import family_of
+from engine.backends.video.resident import RESIDENT
 from engine.errors import ConfigError
-from engine.i2v import family_of
-from engine.procedural import output_size
-from engine.video_models import RESIDENT
 from tests.engine.video_cases import H, W, animate, tiny_settings
 
 
@@ -45,7 +45,7 @@ def test_motion_level_changes_the_ltx_result(tiny_dir: Path) -> None:
 
 
 def test_a_lora_applies_to_ltx_and_unloads_exactly(tiny_dir: Path, tmp_path: Path) -> None:
-    from engine.tiny.video import make_tiny_lora
+    from engine.runtime.tiny.video import make_tiny_lora
 
     settings = tiny_settings(tiny_dir, backend="i2v", i2v_model=str(tiny_dir / "ltx"))
     lora = make_tiny_lora(tmp_path / "ltx-style.safetensors", "ltx", seed=5)

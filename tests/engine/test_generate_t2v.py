@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.procedural import output_size
-from engine.t2v import remove_watermark
-from engine.video_models import RESIDENT
+from engine.backends.procedural.animator import output_size
+from engine.backends.video.resident import RESIDENT
+from engine.backends.video.t2v import remove_watermark
 from tests.engine.video_cases import H, W, animate, tiny_settings
 
 
@@ -52,7 +52,7 @@ def test_lora_adapters_change_switch_weigh_and_unload_exactly(tiny_dir: Path, ch
 
 def test_a_lora_for_another_model_is_refused_and_the_model_stays_clean(tiny_dir: Path, tmp_path: Path) -> None:
     from engine.errors import UserError
-    from engine.tiny.video import make_tiny_lora
+    from engine.runtime.tiny.video import make_tiny_lora
 
     settings = tiny_settings(tiny_dir)
     base = animate(settings).frames
@@ -143,7 +143,7 @@ def test_the_pipeline_reports_steps_inside_the_generate_stage_and_a_cancel_stops
 def test_a_long_motion_prompt_is_cut_so_the_camera_and_quality_phrases_still_fit(tiny_dir: Path) -> None:
     from transformers import CLIPTokenizer
 
-    from engine.video_models import prompt_for
+    from engine.backends.video.resident import prompt_for
 
     tokenizer = CLIPTokenizer.from_pretrained(str(tiny_dir / "t2v"), subfolder="tokenizer")
     quality = ("high quality video", "smooth action", "exaggerated expressions")

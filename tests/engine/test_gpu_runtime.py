@@ -1,4 +1,4 @@
-"""engine.gpu (device, dtype, local-only model lookup) and `makeitmove models check`."""
+"""engine.runtime.gpu (device, dtype, local-only model lookup) and `makeitmove models check`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import gpu
 from engine.cli import main
 from engine.config import load_settings, replace
 from engine.errors import ConfigError
+from engine.runtime import gpu
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monday-cat.png"
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageFile
 
 from engine.config import IntakeSettings, load_settings
 from engine.errors import ConfigError, UserError
-from engine.intake import Intake
+from engine.stages.intake import Intake
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 

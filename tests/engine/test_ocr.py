@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.config import load_settings, replace
-from engine.ocr import Ocr, group_lines
+from engine.stages.ocr import Ocr, group_lines
 from engine.types import DecodedImage, OcrResult, TextLine
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")

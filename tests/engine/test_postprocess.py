@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.config import PostprocessSettings
-from engine.postprocess import Postprocess
+from engine.stages.postprocess import Postprocess
 from engine.types import CleanImage, DecodedImage, Frames, OcrResult, TextBlock, TextLine
 
 W, H = 400, 300

@@ -29,8 +29,8 @@ import pytest
 from PIL import Image
 
 from engine.config import load_settings
-from engine.detext import Detext
-from engine.ocr import Ocr
+from engine.stages.detext import Detext
+from engine.stages.ocr import Ocr
 from engine.types import CleanImage, DecodedImage, OcrResult
 
 _JUDGE_PAD = 6

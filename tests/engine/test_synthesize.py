@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.config import load_settings
-from engine.synthesize import MAX_PROMPT_WORDS, Synthesize, camera_from_prompt, detect_emotion
+from engine.stages.synthesize import MAX_PROMPT_WORDS, Synthesize, camera_from_prompt, detect_emotion
 from engine.types import QA, SceneInfo, Subject
 from engine.vocabulary import CAMERAS, EMOTIONS
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from engine.backends.llm import SYSTEM_PROMPT
 from engine.cli import main
 from engine.config import load_settings, replace
 from engine.errors import ConfigError
-from engine.llm import SYSTEM_PROMPT
-from engine.synthesize import Synthesize
+from engine.stages.synthesize import Synthesize
 from engine.types import QA, SceneInfo, Subject
 from engine.vocabulary import CAMERAS, EMOTIONS
 from tests.engine.fake_openai import FakeOpenAI, error, serve, sleeps
@@ -45,7 +45,7 @@ def scene(meme_text: str = "ME ON MONDAY") -> SceneInfo:
 @pytest.fixture(autouse=True)
 def short_retry_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pause before the retry is for real servers; here it only slows the suite."""
-    monkeypatch.setattr("engine.llm.RETRY_PAUSE_S", 0.05)
+    monkeypatch.setattr("engine.backends.llm.RETRY_PAUSE_S", 0.05)
 
 
 @pytest.fixture

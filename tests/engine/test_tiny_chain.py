@@ -10,11 +10,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from engine.backends.video.resident import RESIDENT
 from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.checkpoints import CheckpointRegistry
-from engine.service.local_queue import LocalJobQueue
-from engine.video_models import RESIDENT
+from engine.service.queue.local import LocalJobQueue
 from storage.repository import Repository
 from tests.service.queue_contract import limits_of, meme, new_job, run, wait_for_status
 

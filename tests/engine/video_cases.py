@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import Settings, load_settings, replace
-from engine.generate import Generate
+from engine.stages.generate import Generate
 from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 W, H = 90, 60  # 3:2, so a wrong aspect shows

@@ -46,7 +46,7 @@ def postgres_template() -> Iterator[str]:
     """A database with our migrations and Procrastinate's schema, to copy; skips if Postgres is unreachable."""
     pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[test]')")
     pytest.importorskip("procrastinate", reason="procrastinate is not installed (pip install -e '.[test]')")
-    from engine.service.procrastinate_app import apply_schema
+    from engine.service.queue.procrastinate.app import apply_schema
     from storage.database import upgrade_sync
 
     name = f"makeitmove_tpl_{uuid4().hex[:12]}"

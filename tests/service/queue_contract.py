@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 
 from engine.config import Settings, load_settings, replace
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
-from engine.service.queue import JobQueue
+from engine.service.queue.protocol import JobQueue
 from engine.types import AnimationOptions
 from storage.records import JobRecord, Limits, NewJob
 from storage.repository import Repository

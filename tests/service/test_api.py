@@ -21,9 +21,9 @@ from PIL import Image, ImageDraw
 from engine.config import Settings, load_settings, replace
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
-from engine.service import handlers_jobs
+from engine.service.api.handlers import jobs as handlers_jobs
 from engine.service.app import create_app
-from engine.service.state import Tokens
+from engine.service.keys import Tokens
 
 TOKEN, ADMIN = "bot-test-token", "admin-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -442,7 +442,7 @@ def test_internal_errors_are_one_calm_line(
         assert_error(status, body, 500, "internal")
         assert "secret" not in json.dumps(body)
 
-    with caplog.at_level(logging.ERROR, logger="engine.service.middleware"):
+    with caplog.at_level(logging.ERROR, logger="engine.service.api.middleware"):
         run(tmp_path, pipeline, scenario)
     assert "secret internal detail" in caplog.text and "Traceback" in caplog.text
     assert TOKEN not in caplog.text

@@ -17,9 +17,9 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance,
 
 from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
+from engine.service.api.routes import ROUTES, Route
 from engine.service.app import create_app
-from engine.service.routes import ROUTES, Route
-from engine.service.state import Tokens
+from engine.service.keys import Tokens
 
 TOKEN, ADMIN = "schema-bot-token", "schema-admin-token"
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]

@@ -12,10 +12,10 @@ import pytest
 
 from engine.config import Settings
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
-from engine.service import local_queue as local_queue_module
 from engine.service.checkpoints import CheckpointRegistry
-from engine.service.local_queue import OUT_OF_MEMORY, LocalJobQueue
-from engine.service.queue import JobQueue
+from engine.service.queue import local as local_queue_module
+from engine.service.queue.local import OUT_OF_MEMORY, LocalJobQueue
+from engine.service.queue.protocol import JobQueue
 from engine.types import AnimationOptions
 from storage.repository import Repository
 from tests.service.queue_contract import WAIT_S, PausingPipeline, QueueContract, new_job, run, wait_for_status

@@ -10,11 +10,11 @@ import pytest
 
 from engine.config import Settings
 from engine.pipeline import Pipeline
-from engine.service import procrastinate_queue as queue_module
 from engine.service.checkpoints import CheckpointRegistry
-from engine.service.procrastinate_app import JOBS_CHANNEL
-from engine.service.procrastinate_queue import ProcrastinateJobQueue
-from engine.service.queue import JobQueue
+from engine.service.queue.procrastinate import queue as queue_module
+from engine.service.queue.procrastinate.app import JOBS_CHANNEL
+from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue
+from engine.service.queue.protocol import JobQueue
 from storage.repository import Repository
 from tests.service.postgres import fresh_postgres, postgres_template, scale_out
 from tests.service.queue_contract import (

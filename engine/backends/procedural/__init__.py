@@ -1,0 +1,1 @@
+"""generate = "procedural": subject-aware meme motions on a CPU, no weights."""

@@ -1,0 +1,1 @@
+"""Where and how models run: device and dtype, model files on disk, tiny models built in code."""

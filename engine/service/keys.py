@@ -1,0 +1,44 @@
+"""What the service's handlers share: typed app keys and the tokens bots and admins present."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from engine.config import Settings
+from engine.pipeline import Pipeline
+from engine.service.checkpoints import CheckpointRegistry
+from engine.service.metrics import ServiceMetrics
+from engine.service.queue.protocol import JobQueue
+from storage.repository import Repository
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The bearer tokens in force; None means that kind of caller is not configured."""
+
+    bot: str | None = None
+    admin: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Tokens:
+        """ENGINE_TOKEN and ENGINE_ADMIN_TOKEN; empty values count as unset."""
+        env = os.environ if environ is None else environ
+        return cls(bot=env.get("ENGINE_TOKEN") or None, admin=env.get("ENGINE_ADMIN_TOKEN") or None)
+
+    def __repr__(self) -> str:
+        # tokens must never reach a log line, even through a repr in a traceback
+        return f"Tokens(bot={'set' if self.bot else None}, admin={'set' if self.admin else None})"
+
+
+SETTINGS = web.AppKey("settings", Settings)
+TOKENS = web.AppKey("tokens", Tokens)
+REPOSITORY = web.AppKey("repository", Repository)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+QUEUE = web.AppKey("queue", JobQueue)
+CHECKPOINTS = web.AppKey("checkpoints", CheckpointRegistry)
+METRICS = web.AppKey("metrics", ServiceMetrics)
+OPENAPI = web.AppKey("openapi", dict)

@@ -1,0 +1,1 @@
+"""The JobQueue seam: its protocol, the one job runner, progress watchers, and both implementations."""

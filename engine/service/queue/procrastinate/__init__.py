@@ -1,0 +1,1 @@
+"""The scale-out queue: Postgres and Procrastinate, with `makeitmove worker` processes."""

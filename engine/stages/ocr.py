@@ -1,0 +1,199 @@
+"""Stage 2: read the meme's caption lines and group them into blocks in reading order."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.config import OcrSettings, RuntimeSettings
+from engine.types import Box, DecodedImage, OcrResult, TextBlock, TextLine
+
+log = logging.getLogger(__name__)
+
+# Grouping thresholds, as fractions of the smaller line height of a pair.
+_MAX_HEIGHT_RATIO = 1.6  # a line much taller than its neighbour is another caption
+_MAX_LINE_GAP = 0.9  # stacked caption lines leave at most about one line height between them
+_MIN_X_OVERLAP = 0.2  # of the narrower line's width: side-by-side labels do not overlap
+_SAME_ROW_OVERLAP = 0.3  # blocks whose vertical spans overlap this much read left to right
+# A "line" taller than half the picture's shorter side is the detector taking a picture
+# feature for a glyph (seen on a face: "t" at 0.60 in a 300x360 px box); inpainting it
+# would wipe out the subject.
+_MAX_HEIGHT_SHARE = 0.5
+
+
+class Ocr:
+    """Reads caption lines with an OCR whose weights ship in its package (or with Florence-2)."""
+
+    def __init__(self, settings: OcrSettings, runtime: RuntimeSettings | None = None) -> None:
+        self.settings = settings
+        # Loaded on first call: the model costs start-up time that "none" and tests of
+        # other stages should not pay.
+        self._engine: Any = None
+        if settings.backend == "florence2":
+            if runtime is None:
+                raise ValueError("the florence2 OCR backend needs the [runtime] settings")
+            from engine.backends.florence2 import florence2_for
+
+            self._engine = florence2_for(settings.florence2_model, runtime, key="ocr.florence2_model")
+
+    def __call__(self, image: DecodedImage) -> OcrResult:
+        """Return the image's text blocks, top to bottom, then left to right."""
+        if image.pixels.ndim != 3 or image.pixels.shape[2] != 3 or image.pixels.dtype != np.uint8:
+            raise ValueError(f"image.pixels must be (H, W, 3) uint8 RGB, got {image.pixels.shape} {image.pixels.dtype}")
+        if self.settings.backend == "none":
+            return OcrResult(blocks=())
+
+        # 1. read raw lines
+        started = time.perf_counter()
+        raw = self._read(image.pixels)
+        # 2. drop noise
+        limit = _MAX_HEIGHT_SHARE * min(image.width, image.height)
+        lines = [line for line in raw if self._keep(line, limit)]
+        # 3. group into caption blocks in reading order
+        blocks = group_lines(lines)
+        log.debug(
+            "ocr read %d lines, kept %d in %d blocks in %.2f s",
+            len(raw), len(lines), len(blocks), time.perf_counter() - started,
+        )  # fmt: skip
+        return OcrResult(blocks=tuple(blocks))
+
+    def _read(self, rgb: np.ndarray) -> list[TextLine]:
+        if self.settings.backend == "florence2":
+            lines: list[TextLine] = self._engine.read_lines(rgb, max_new_tokens=self.settings.max_new_tokens)
+            return lines
+        engine = self._rapidocr()
+        # RapidOCR passes ndarrays through untouched and treats them as OpenCV BGR.
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        out = engine(bgr)
+        if out.boxes is None or out.txts is None or out.scores is None:
+            return []
+        height, width = rgb.shape[:2]
+        lines = []
+        for quad, text, score in zip(out.boxes, out.txts, out.scores):
+            polygon = tuple((float(x), float(y)) for x, y in np.asarray(quad, dtype=np.float64))
+            lines.append(
+                TextLine(
+                    text=text.strip(),
+                    box=polygon_box(polygon, width, height),
+                    confidence=float(score),
+                    polygon=polygon,
+                )
+            )
+        return lines
+
+    def _rapidocr(self) -> Any:
+        if self._engine is None:
+            import rapidocr
+
+            # RapidOCR logs every model load at INFO on its own non-propagating logger.
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+            # Only the default model type: its weights ship in the wheel, any other downloads.
+            self._engine = rapidocr.RapidOCR(params={"Global.log_level": "warning"})
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+        return self._engine
+
+    def _keep(self, line: TextLine, max_height: float) -> bool:
+        height = line_height(line)
+        return (
+            bool(line.text)
+            and line.confidence >= self.settings.min_confidence
+            and self.settings.min_height <= height <= max_height
+        )
+
+
+def polygon_box(polygon: Sequence[tuple[float, float]], width: int, height: int) -> Box:
+    """The integer box (x1/y1 exclusive) around a polygon, clipped to the image."""
+    xs = [p[0] for p in polygon]
+    ys = [p[1] for p in polygon]
+    x0 = max(0, math.floor(min(xs)))
+    y0 = max(0, math.floor(min(ys)))
+    x1 = min(width, math.ceil(max(xs)) + 1)
+    y1 = min(height, math.ceil(max(ys)) + 1)
+    return (x0, y0, max(x0, x1), max(y0, y1))
+
+
+def line_height(line: TextLine) -> float:
+    """The text height: the mean of the quadrilateral's two short sides (robust to rotation)."""
+    pts = np.asarray(line.polygon, dtype=np.float64)
+    if len(pts) != 4:
+        return float(line.box[3] - line.box[1])
+    # The detector orders corners top-left, top-right, bottom-right, bottom-left.
+    left = float(np.linalg.norm(pts[3] - pts[0]))
+    right = float(np.linalg.norm(pts[2] - pts[1]))
+    return (left + right) / 2
+
+
+def group_lines(lines: Sequence[TextLine]) -> list[TextBlock]:
+    """Group neighbouring lines into caption blocks and order them for reading."""
+    if not lines:
+        return []
+    parent = list(range(len(lines)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            if _same_block(lines[i], lines[j]):
+                parent[find(i)] = find(j)
+    groups: dict[int, list[TextLine]] = {}
+    for i, line in enumerate(lines):
+        groups.setdefault(find(i), []).append(line)
+    blocks = [_block(members) for members in groups.values()]
+    return [block for row in _rows(blocks) for block in sorted(row, key=lambda b: b.box[0])]
+
+
+def _same_block(a: TextLine, b: TextLine) -> bool:
+    ha, hb = line_height(a), line_height(b)
+    small = max(1.0, min(ha, hb))
+    if max(ha, hb) / small > _MAX_HEIGHT_RATIO:
+        return False
+    upper, lower = (a, b) if a.box[1] <= b.box[1] else (b, a)
+    gap = lower.box[1] - upper.box[3]  # negative when the boxes overlap vertically
+    if gap > _MAX_LINE_GAP * small:
+        return False
+    overlap = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    narrower = max(1, min(a.box[2] - a.box[0], b.box[2] - b.box[0]))
+    return overlap >= _MIN_X_OVERLAP * narrower
+
+
+def _block(members: list[TextLine]) -> TextBlock:
+    # Within a block, lines read top to bottom; lines sharing a row read left to right.
+    ordered = [line for row in _rows(members) for line in sorted(row, key=lambda ln: ln.box[0])]
+    box = (
+        min(ln.box[0] for ln in ordered),
+        min(ln.box[1] for ln in ordered),
+        max(ln.box[2] for ln in ordered),
+        max(ln.box[3] for ln in ordered),
+    )
+    return TextBlock(
+        text="\n".join(ln.text for ln in ordered),
+        box=box,
+        confidence=min(ln.confidence for ln in ordered),
+        lines=tuple(ordered),
+    )
+
+
+def _rows(items: Sequence[Any]) -> list[list[Any]]:
+    """Split boxed items into rows: items whose vertical spans overlap enough share a row."""
+    rows: list[list[Any]] = []
+    for item in sorted(items, key=lambda it: (it.box[1], it.box[0])):
+        if rows and any(_v_overlap(item.box, other.box) for other in rows[-1]):
+            rows[-1].append(item)
+        else:
+            rows.append([item])
+    return rows
+
+
+def _v_overlap(a: Box, b: Box) -> bool:
+    overlap = min(a[3], b[3]) - max(a[1], b[1])
+    smaller = max(1, min(a[3] - a[1], b[3] - b[1]))
+    return overlap >= _SAME_ROW_OVERLAP * smaller
