@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config import load_settings  # noqa: E402
+from engine.runtime.models import ModelPool  # noqa: E402
 from engine.stages.detext import Detext  # noqa: E402
 from engine.stages.ocr import Ocr  # noqa: E402
 from tests.engine.test_real_memes import box_errors, decoded, judge_finds, load_memes, mask_scores  # noqa: E402
@@ -37,7 +38,7 @@ def main(root: Path) -> None:
     logging.basicConfig(level=logging.WARNING)
     memes = load_memes(root)
     settings = load_settings()
-    ocr, detext = Ocr(settings.ocr), Detext(settings.detext)
+    ocr, detext = Ocr(settings.ocr, ModelPool(settings.runtime)), Detext(settings.detext)
     images = [decoded(root / m["image"]) for m in memes]
 
     started = time.perf_counter()

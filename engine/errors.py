@@ -18,3 +18,7 @@ class UserError(MakeItMoveError):
 
 class ConfigError(MakeItMoveError):
     """The configuration is invalid; the message names the key."""
+
+
+class ScriptWriterError(MakeItMoveError):
+    """A script writer (the LLM) gave no usable script; the message is a short reason ("timeout", "HTTP 500")."""

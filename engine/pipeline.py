@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from engine.config import Settings
 from engine.errors import UserError
+from engine.runtime.models import ModelPool
 from engine.stages.caption import Caption
 from engine.stages.detext import Detext
 from engine.stages.encode import Encode
@@ -46,12 +47,13 @@ class Pipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.models = ModelPool(settings.runtime)  # the models the backends share, loaded once per pipeline
         self.intake = Intake(settings.intake)
-        self.ocr = Ocr(settings.ocr, settings.runtime)
+        self.ocr = Ocr(settings.ocr, self.models)
         self.detext = Detext(settings.detext)
-        self.caption = Caption(settings.caption, settings.runtime)
+        self.caption = Caption(settings.caption, self.models)
         self.synthesize = Synthesize(settings.synthesize)
-        self.generate = Generate(settings.generate, settings.runtime)
+        self.generate = Generate(settings.generate, self.models)
         self.postprocess = Postprocess(settings.postprocess)
         self.encode = Encode(settings.encode)
         self.backends = {

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import RuntimeSettings
+from engine.config import CaptionSettings
+from engine.errors import ConfigError
 from engine.runtime import gpu
+from engine.runtime.models import ModelPool
 from engine.types import QA
 
 log = logging.getLogger(__name__)
@@ -18,23 +20,25 @@ log = logging.getLogger(__name__)
 MAX_ANSWER_CHARS = 200
 
 
-class Blip2Vqa:
-    """A BLIP-2 model (`Blip2ForConditionalGeneration`), loaded from local files on first use."""
+class Blip2Caption:
+    """caption = "blip2": a BLIP-2 model (`Blip2ForConditionalGeneration`), loaded from local files on first use."""
 
-    def __init__(self, model: str, runtime: RuntimeSettings, *, key: str, max_new_tokens: int) -> None:
+    def __init__(self, settings: CaptionSettings, models: ModelPool) -> None:
+        if not settings.questions:
+            raise ConfigError("config key 'caption.questions' is empty: the blip2 backend needs questions to ask")
         # Checked when the pipeline is built, so a missing model stops `serve` at start, not the first job.
         gpu.require_torch("blip2 caption backend")
-        self.path = gpu.model_path(model, key=key)
-        self.model_id = model
-        self.runtime = runtime
-        self.max_new_tokens = max_new_tokens
+        self.path = gpu.model_path(settings.blip2_model, key="caption.blip2_model")
+        self.model_id = settings.blip2_model
+        self.runtime = models.runtime
+        self.questions = settings.questions
+        self.max_new_tokens = settings.max_new_tokens
         self._loaded: tuple[Any, Any, Any, Any] | None = None  # model, processor, device, dtype
         self._lock = threading.Lock()
 
-    def answer(self, pixels: np.ndarray, questions: tuple[str, ...]) -> tuple[QA, ...]:
-        """The model's answer to each question about the RGB picture, in the questions' order."""
-        if not questions:
-            raise ValueError("questions must not be empty")
+    def answer(self, pixels: np.ndarray) -> tuple[QA, ...]:
+        """The model's answer to each configured question about the RGB picture, in the questions' order."""
+        questions = self.questions
         import torch
         from PIL import Image
 

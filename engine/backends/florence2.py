@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import RuntimeSettings
+from engine.config import CaptionSettings, OcrSettings, RuntimeSettings
+from engine.geometry import polygon_box
 from engine.runtime import gpu
-from engine.stages.ocr import polygon_box
+from engine.runtime.models import ModelPool
 from engine.types import QA, TextLine
 
 log = logging.getLogger(__name__)
@@ -27,17 +28,34 @@ _LOC = re.compile(r"<loc_(\d+)>")
 _MARKUP = re.compile(r"</?s>|<pad>|<unk>")
 MAX_ANSWER_CHARS = 400
 
-_shared: dict[tuple[str, str, str], Florence2] = {}
-_shared_lock = threading.Lock()
+
+def shared_florence2(models: ModelPool, model: str, *, key: str) -> Florence2:
+    """The pipeline's one Florence2 for `model`, so caption and OCR on the same model load it once."""
+    return models.shared(("florence2", model), lambda: Florence2(model, models.runtime, key=key))
 
 
-def florence2_for(model: str, runtime: RuntimeSettings, *, key: str) -> Florence2:
-    """One Florence2 per model and runtime, so caption and OCR on the same model load it once."""
-    with _shared_lock:
-        ident = (model, runtime.device, runtime.dtype)
-        if ident not in _shared:
-            _shared[ident] = Florence2(model, runtime, key=key)
-        return _shared[ident]
+class Florence2Ocr:
+    """ocr = "florence2": `<OCR_WITH_REGION>` text lines with their quadrilaterals."""
+
+    def __init__(self, settings: OcrSettings, models: ModelPool) -> None:
+        self.model = shared_florence2(models, settings.florence2_model, key="ocr.florence2_model")
+        self.max_new_tokens = settings.max_new_tokens
+
+    def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
+        """The picture's text lines."""
+        return self.model.read_lines(rgb, max_new_tokens=self.max_new_tokens)
+
+
+class Florence2Caption:
+    """caption = "florence2": a detailed caption and the detected objects' labels (it has no open questions)."""
+
+    def __init__(self, settings: CaptionSettings, models: ModelPool) -> None:
+        self.model = shared_florence2(models, settings.florence2_model, key="caption.florence2_model")
+        self.max_new_tokens = settings.max_new_tokens
+
+    def answer(self, pixels: np.ndarray) -> tuple[QA, ...]:
+        """The caption and the labels as question/answer pairs."""
+        return self.model.describe(pixels, max_new_tokens=self.max_new_tokens)
 
 
 class Florence2:

@@ -16,15 +16,15 @@ import time
 from typing import Any
 
 from engine.config import SynthesizeSettings
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ScriptWriterError
 from engine.types import SceneInfo, Script
 from engine.vocabulary import CAMERAS, EMOTIONS
+from engine.wording import MAX_PROMPT_WORDS, cap_words
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 2  # one retry
 RETRY_PAUSE_S = 0.5
-MAX_PROMPT_WORDS = 60
 MAX_CHARS = {"description": 600, "meme_text": 500, "motion_prompt": 500, "explanation": 600}
 MAX_DATA_CHARS = 2000  # per field of the data sent: a caption is short; a huge one is an attack or OCR noise
 # An echo of this many consecutive words of the system prompt is a leak, not a coincidence.
@@ -58,10 +58,6 @@ SCHEMA: dict[str, Any] = {
     "required": ["description", "meme_text", "emotion", "motion_prompt", "camera", "explanation"],
     "additionalProperties": False,
 }
-
-
-class ScriptWriterError(Exception):
-    """The LLM gave no usable script; the message is a short reason for reports ("timeout", "HTTP 500")."""
 
 
 class LlmScriptWriter:
@@ -168,7 +164,7 @@ class LlmScriptWriter:
         for name, value in fields.items():
             if self._leak_shingles & _shingles(value):
                 raise ScriptWriterError(f"leak ({name} repeats the instructions)")
-        motion_prompt = _cap_words(fields["motion_prompt"], MAX_PROMPT_WORDS)
+        motion_prompt = cap_words(fields["motion_prompt"], MAX_PROMPT_WORDS)
         return Script(
             description=_cap_chars(fields["description"], MAX_CHARS["description"]),
             meme_text=_cap_chars(fields["meme_text"], MAX_CHARS["meme_text"]),
@@ -198,11 +194,6 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
 
 def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _cap_words(text: str, limit: int) -> str:
-    words = text.split()
-    return text if len(words) <= limit else " ".join(words[:limit]) + "…"
 
 
 def _cap_chars(text: str, limit: int) -> str:

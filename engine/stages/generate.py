@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from engine.backends.procedural import animator as procedural
-from engine.config import GenerateSettings, RuntimeSettings
+from engine.backends import load_backend
+from engine.config import GenerateBackend, GenerateSettings
+from engine.runtime.models import ModelPool
 from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
-log = logging.getLogger(__name__)
+# t2v and i2v import torch and diffusers only when they are selected: the CPU install has neither.
+BACKENDS: dict[GenerateBackend, str] = {
+    "procedural": "engine.backends.procedural.animator:Procedural",
+    "t2v": "engine.backends.video.t2v:TextToVideo",
+    "i2v": "engine.backends.video.i2v:ImageToVideo",
+}
 
-# t2v and i2v import torch and diffusers only when they first run: the CPU install has neither.
-BACKENDS = ("procedural", "t2v", "i2v")
+
+class FrameGenerator(Protocol):
+    """What a generate backend does."""
+
+    def __call__(
+        self, clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions,
+        progress: Callable[[float], None] | None = None,
+    ) -> Frames:  # fmt: skip
+        """The frames for the script, at the output size and the picture's aspect."""
+        ...
 
 
 class Generate:
-    """The frame generator: dispatches to the configured backend."""
+    """The frame generator: the configured backend, built (and its model files checked) once."""
 
-    def __init__(self, settings: GenerateSettings, runtime: RuntimeSettings | None = None) -> None:
-        if settings.backend not in BACKENDS:
-            raise ValueError(f"settings.backend must be one of {BACKENDS}, got {settings.backend!r}")
-        if settings.backend != "procedural" and runtime is None:
-            raise ValueError(f"runtime settings are needed by the {settings.backend} backend, got None")
-        if settings.backend != "procedural":
-            # Checked when the pipeline is built, as the caption models are: a missing model stops `serve`
-            # at start with the `hf download` sentence, instead of failing every job with a traceback.
-            from engine.runtime.gpu import model_path, require_torch
-
-            require_torch(f"{settings.backend} generate backend")
-            model_path(getattr(settings, f"{settings.backend}_model"), key=f"generate.{settings.backend}_model")
+    def __init__(self, settings: GenerateSettings, models: ModelPool) -> None:
         self.settings = settings
-        self.runtime = runtime
+        self.backend: FrameGenerator = load_backend(BACKENDS[settings.backend])(settings, models)
 
     def __call__(
         self, clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions,
@@ -42,17 +45,4 @@ class Generate:
         `progress` hears the fraction of this stage done (per denoising step for the model backends);
         it may raise to stop the job, which then leaves no result behind.
         """
-        backend = self.settings.backend
-        if backend == "procedural":
-            return procedural.animate(clean, scene, script, options)
-        assert self.runtime is not None  # checked in __init__
-        from engine.runtime.gpu import require_torch
-
-        require_torch(f"{backend} generate backend")
-        if backend == "t2v":
-            from engine.backends.video import t2v
-
-            return t2v.animate(self.settings, self.runtime, clean, script, options, progress)
-        from engine.backends.video import i2v
-
-        return i2v.animate(self.settings, self.runtime, clean, script, options, progress)
+        return self.backend(clean, scene, script, options, progress)

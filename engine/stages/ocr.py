@@ -1,16 +1,17 @@
-"""Stage 2: read the meme's caption lines and group them into blocks in reading order."""
+"""Stage 2: read the meme's caption lines (with the configured backend) and group them into blocks in reading order."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from engine.config import OcrSettings, RuntimeSettings
+from engine.backends import load_backend
+from engine.config import OcrBackend, OcrSettings
+from engine.runtime.models import ModelPool
 from engine.types import Box, DecodedImage, OcrResult, TextBlock, TextLine
 
 log = logging.getLogger(__name__)
@@ -26,31 +27,31 @@ _SAME_ROW_OVERLAP = 0.3  # blocks whose vertical spans overlap this much read le
 _MAX_HEIGHT_SHARE = 0.5
 
 
+BACKENDS: dict[OcrBackend, str | None] = {
+    "rapidocr": "engine.backends.rapidocr:RapidOcr",
+    "florence2": "engine.backends.florence2:Florence2Ocr",
+    "none": None,  # reads nothing: every picture has no caption
+}
+
+
 class Ocr:
-    """Reads caption lines with an OCR whose weights ship in its package (or with Florence-2)."""
+    """Reads caption lines with the configured backend, drops noise and groups them into blocks."""
 
-    def __init__(self, settings: OcrSettings, runtime: RuntimeSettings | None = None) -> None:
+    def __init__(self, settings: OcrSettings, models: ModelPool) -> None:
         self.settings = settings
-        # Loaded on first call: the model costs start-up time that "none" and tests of
-        # other stages should not pay.
-        self._engine: Any = None
-        if settings.backend == "florence2":
-            if runtime is None:
-                raise ValueError("the florence2 OCR backend needs the [runtime] settings")
-            from engine.backends.florence2 import florence2_for
-
-            self._engine = florence2_for(settings.florence2_model, runtime, key="ocr.florence2_model")
+        spec = BACKENDS[settings.backend]
+        self.backend: LineReader | None = load_backend(spec)(settings, models) if spec else None
 
     def __call__(self, image: DecodedImage) -> OcrResult:
         """Return the image's text blocks, top to bottom, then left to right."""
         if image.pixels.ndim != 3 or image.pixels.shape[2] != 3 or image.pixels.dtype != np.uint8:
             raise ValueError(f"image.pixels must be (H, W, 3) uint8 RGB, got {image.pixels.shape} {image.pixels.dtype}")
-        if self.settings.backend == "none":
+        if self.backend is None:
             return OcrResult(blocks=())
 
         # 1. read raw lines
         started = time.perf_counter()
-        raw = self._read(image.pixels)
+        raw = self.backend.read_lines(image.pixels)
         # 2. drop noise
         limit = _MAX_HEIGHT_SHARE * min(image.width, image.height)
         lines = [line for line in raw if self._keep(line, limit)]
@@ -62,41 +63,6 @@ class Ocr:
         )  # fmt: skip
         return OcrResult(blocks=tuple(blocks))
 
-    def _read(self, rgb: np.ndarray) -> list[TextLine]:
-        if self.settings.backend == "florence2":
-            lines: list[TextLine] = self._engine.read_lines(rgb, max_new_tokens=self.settings.max_new_tokens)
-            return lines
-        engine = self._rapidocr()
-        # RapidOCR passes ndarrays through untouched and treats them as OpenCV BGR.
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        out = engine(bgr)
-        if out.boxes is None or out.txts is None or out.scores is None:
-            return []
-        height, width = rgb.shape[:2]
-        lines = []
-        for quad, text, score in zip(out.boxes, out.txts, out.scores):
-            polygon = tuple((float(x), float(y)) for x, y in np.asarray(quad, dtype=np.float64))
-            lines.append(
-                TextLine(
-                    text=text.strip(),
-                    box=polygon_box(polygon, width, height),
-                    confidence=float(score),
-                    polygon=polygon,
-                )
-            )
-        return lines
-
-    def _rapidocr(self) -> Any:
-        if self._engine is None:
-            import rapidocr
-
-            # RapidOCR logs every model load at INFO on its own non-propagating logger.
-            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-            # Only the default model type: its weights ship in the wheel, any other downloads.
-            self._engine = rapidocr.RapidOCR(params={"Global.log_level": "warning"})
-            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        return self._engine
-
     def _keep(self, line: TextLine, max_height: float) -> bool:
         height = line_height(line)
         return (
@@ -106,15 +72,12 @@ class Ocr:
         )
 
 
-def polygon_box(polygon: Sequence[tuple[float, float]], width: int, height: int) -> Box:
-    """The integer box (x1/y1 exclusive) around a polygon, clipped to the image."""
-    xs = [p[0] for p in polygon]
-    ys = [p[1] for p in polygon]
-    x0 = max(0, math.floor(min(xs)))
-    y0 = max(0, math.floor(min(ys)))
-    x1 = min(width, math.ceil(max(xs)) + 1)
-    y1 = min(height, math.ceil(max(ys)) + 1)
-    return (x0, y0, max(x0, x1), max(y0, y1))
+class LineReader(Protocol):
+    """What an OCR backend does: the picture's text lines, in any order."""
+
+    def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
+        """Every text line on the (H, W, 3) uint8 RGB picture."""
+        ...
 
 
 def line_height(line: TextLine) -> float:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from engine.config import load_settings
+from engine.runtime.models import ModelPool
 from engine.stages.caption import Caption, describe_place, dominant_colors, find_panels
 from engine.types import CleanImage, OcrResult, Subject, TextBlock
 
@@ -28,7 +29,7 @@ def textured(height: int, width: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def caption() -> Caption:
-    return Caption(load_settings().caption)
+    return Caption(load_settings().caption, ModelPool(load_settings().runtime))
 
 
 def test_single_picture_is_one_panel() -> None:

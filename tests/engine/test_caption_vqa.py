@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends.florence2 import DESCRIBE_QUESTION, Florence2, parse_objects, parse_ocr_with_region, plain_text
+from engine.backends.florence2 import (
+    DESCRIBE_QUESTION,
+    Florence2,
+    Florence2Caption,
+    Florence2Ocr,
+    parse_objects,
+    parse_ocr_with_region,
+    plain_text,
+)
 from engine.config import load_settings, replace
+from engine.runtime.models import ModelPool
 from engine.stages.caption import Caption
 from engine.stages.detext import Detext
 from engine.stages.intake import Intake
@@ -22,13 +31,13 @@ def meme() -> tuple[DecodedImage, OcrResult, CleanImage]:
     """The example meme, read and de-texted by the CPU stages."""
     settings = load_settings()
     image = Intake(settings.intake)(EXAMPLE.read_bytes())
-    ocr = Ocr(settings.ocr)(image)
+    ocr = Ocr(settings.ocr, ModelPool(settings.runtime))(image)
     return image, ocr, Detext(settings.detext)(image, ocr)
 
 
 def caption_with(**changes: object) -> Caption:
     settings = replace(load_settings(), caption=changes, runtime={"device": "cpu"})
-    return Caption(settings.caption, settings.runtime)
+    return Caption(settings.caption, ModelPool(settings.runtime))
 
 
 def test_blip2_asks_every_question_in_one_generate_call(
@@ -92,12 +101,13 @@ def test_florence2_ocr_gives_the_engines_types_from_a_real_run(
         ocr={"backend": "florence2", "florence2_model": str(tiny_florence2), "max_new_tokens": 40, "min_height": 1},
         runtime={"device": "cpu"},
     )
-    ocr = Ocr(settings.ocr, settings.runtime)
+    ocr = Ocr(settings.ocr, ModelPool(settings.runtime))
     result = ocr(image)
     assert isinstance(result, OcrResult)
     assert all(isinstance(block, TextBlock) for block in result.blocks)
     # what the stage kept is exactly what the parser makes of the model's raw output, filtered
-    florence: Florence2 = ocr._engine
+    assert isinstance(ocr.backend, Florence2Ocr)
+    florence: Florence2 = ocr.backend.model
     (raw,) = florence.run(image.pixels, ("<OCR_WITH_REGION>",), max_new_tokens=40)
     assert "<loc_" in raw  # the random model's garbage still holds location tokens to parse
     parsed = parse_ocr_with_region(raw, image.width, image.height)
@@ -136,7 +146,12 @@ def test_florence2_ocr_and_caption_share_one_model(tiny_florence2: Path) -> None
         caption={"backend": "florence2", "florence2_model": str(tiny_florence2)},
         runtime={"device": "cpu"},
     )
-    assert Ocr(settings.ocr, settings.runtime)._engine is Caption(settings.caption, settings.runtime).model
+    pool = ModelPool(settings.runtime)
+    ocr, caption = Ocr(settings.ocr, pool), Caption(settings.caption, pool)
+    assert isinstance(ocr.backend, Florence2Ocr) and isinstance(caption.model, Florence2Caption)
+    assert ocr.backend.model is caption.model.model  # one model in the pipeline's pool, loaded once
+    other = Ocr(settings.ocr, ModelPool(settings.runtime))  # another pipeline holds its own
+    assert isinstance(other.backend, Florence2Ocr) and other.backend.model is not ocr.backend.model
 
 
 def test_model_answers_replace_the_cpu_answer_to_the_same_question() -> None:

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from engine.config import load_settings, replace
+from engine.runtime.models import ModelPool
 from engine.stages.detext import Detext
 from engine.stages.ocr import Ocr
 from engine.types import CleanImage, DecodedImage, OcrResult, TextBlock, TextLine
@@ -28,7 +29,7 @@ def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, OcrResult, CleanImage]:
     background = gradient()
     layer = caption_layer(background.size)
     captioned = Image.alpha_composite(background.convert("RGBA"), layer).convert("RGB")
-    ocr = Ocr(load_settings().ocr)
+    ocr = Ocr(load_settings().ocr, ModelPool(load_settings().runtime))
     result = ocr(decoded(captioned))
     clean = Detext(load_settings().detext)(decoded(captioned), result)
     alpha = np.asarray(layer)[:, :, 3]
@@ -44,7 +45,10 @@ def test_caption_is_removed(scene: tuple) -> None:
     background, _, alpha, _, clean = scene
     assert clean.pixels.shape == background.shape and clean.pixels.dtype == np.uint8
     # A second read of the cleaned picture finds nothing.
-    assert Ocr(load_settings().ocr)(decoded(Image.fromarray(clean.pixels))).blocks == ()
+    assert (
+        Ocr(load_settings().ocr, ModelPool(load_settings().runtime))(decoded(Image.fromarray(clean.pixels))).blocks
+        == ()
+    )
     # Where the glyphs were, the fill is close to the picture that was under them.
     ink = alpha > 0
     error = np.abs(clean.pixels.astype(int) - background.astype(int)).max(axis=2)
@@ -82,7 +86,7 @@ def test_white_glyph_on_white_keeps_its_fill() -> None:
     layer = caption_layer(white.size)
     captioned = Image.alpha_composite(white.convert("RGBA"), layer).convert("RGB")
     image = decoded(captioned)
-    result = Ocr(load_settings().ocr)(image)
+    result = Ocr(load_settings().ocr, ModelPool(load_settings().runtime))(image)
     clean = Detext(load_settings().detext)(image, result)
     ink = np.asarray(layer)[:, :, 3] >= 128
     recall = np.count_nonzero((clean.text_mask > 0) & ink) / np.count_nonzero(ink)

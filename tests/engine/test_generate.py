@@ -8,9 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.backends.procedural.animator import output_size
 from engine.backends.procedural.motions import MOTIONS, build_curves, plan_motions
-from engine.config import load_settings
+from engine.config import load_settings, replace
+from engine.errors import ConfigError
+from engine.geometry import output_size
+from engine.runtime.models import ModelPool
 from engine.stages.generate import Generate
 from engine.types import CleanImage, ResolvedOptions, SceneInfo, Script, Subject
 from engine.vocabulary import CAMERAS, EMOTIONS
@@ -51,10 +53,10 @@ def _options(**kw) -> ResolvedOptions:
 
 @pytest.fixture(scope="module")
 def generate() -> Generate:
+    settings = load_settings()
     return Generate(
-        dataclasses.replace(
-            load_settings().generate, backend="procedural", frames=48, fps=16, motion="low", camera=None
-        )
+        dataclasses.replace(settings.generate, backend="procedural", frames=48, fps=16, motion="low", camera=None),
+        ModelPool(settings.runtime),
     )
 
 
@@ -216,6 +218,6 @@ def test_bad_inputs_name_the_argument(generate: Generate, change: dict, name: st
         generate(**args)
 
 
-def test_unknown_backend_is_refused() -> None:
-    with pytest.raises(ValueError, match="settings.backend"):
-        Generate(dataclasses.replace(load_settings().generate, backend="clipguided"))
+def test_unknown_backend_is_refused_when_the_config_loads() -> None:
+    with pytest.raises(ConfigError, match="'generate.backend' must be one of 'procedural', 't2v', 'i2v'"):
+        replace(load_settings(), generate={"backend": "clipguided"})

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.backends.procedural.animator import output_size
 from engine.backends.video.i2v import family_of
-from engine.backends.video.resident import RESIDENT
 from engine.errors import ConfigError
-from tests.engine.video_cases import H, W, animate, tiny_settings
+from engine.geometry import output_size
+from tests.engine.video_cases import H, W, animate, resident, tiny_settings
 
 
 @pytest.mark.parametrize("family", ["ltx", "wan"])
@@ -22,20 +21,20 @@ def test_frames_have_the_output_size_at_the_pictures_aspect(tiny_dir: Path, fami
     assert frames.frames.shape == (6, *output_size(W, H, 64)[::-1], 3) and frames.frames.dtype == np.uint8
     assert frames.motion == f"i2v-{family}" and frames.frames.std() > 5
     assert seen == pytest.approx([1 / 3, 2 / 3, 1.0])
-    assert RESIDENT.key is not None and RESIDENT.key.kind == family
+    assert resident(settings).key is not None and resident(settings).key.kind == family
 
 
 def test_one_video_model_is_resident_at_a_time(tiny_dir: Path) -> None:
     t2v = tiny_settings(tiny_dir)
     ltx = tiny_settings(tiny_dir, backend="i2v", i2v_model=str(tiny_dir / "ltx"))
     animate(t2v)
-    loads = RESIDENT.loads
+    loads = resident(t2v).loads
     animate(t2v)
-    assert RESIDENT.loads == loads  # loaded once, reused
+    assert resident(t2v).loads == loads  # loaded once, reused
     animate(ltx)
-    assert RESIDENT.loads == loads + 1 and RESIDENT.key is not None and RESIDENT.key.kind == "ltx"
+    assert resident(t2v).loads == loads + 1 and resident(t2v).key is not None and resident(t2v).key.kind == "ltx"
     animate(t2v)
-    assert RESIDENT.loads == loads + 2 and RESIDENT.key is not None and RESIDENT.key.kind == "t2v"
+    assert resident(t2v).loads == loads + 2 and resident(t2v).key is not None and resident(t2v).key.kind == "t2v"
 
 
 def test_motion_level_changes_the_ltx_result(tiny_dir: Path) -> None:

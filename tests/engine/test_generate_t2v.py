@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.backends.procedural.animator import output_size
-from engine.backends.video.resident import RESIDENT
 from engine.backends.video.t2v import remove_watermark
-from tests.engine.video_cases import H, W, animate, tiny_settings
+from engine.geometry import output_size
+from tests.engine.video_cases import H, W, animate, resident, tiny_settings
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def test_lora_adapters_change_switch_weigh_and_unload_exactly(tiny_dir: Path, ch
     settings = tiny_settings(tiny_dir)
     wiggle, bounce = checkpoints
     base = animate(settings).frames
-    loads = RESIDENT.loads
+    loads = resident(settings).loads
     with_a = animate(settings, checkpoint=wiggle).frames
     with_b = animate(settings, checkpoint=bounce).frames
     again_a = animate(settings, checkpoint=wiggle).frames
@@ -47,7 +46,7 @@ def test_lora_adapters_change_switch_weigh_and_unload_exactly(tiny_dir: Path, ch
     assert np.array_equal(unloaded, base)  # bitwise: the adapter sat beside the base weights
     assert np.array_equal(weightless, base)
     assert 0 < differ(half, base) < differ(with_a, base) + 1
-    assert RESIDENT.loads == loads  # LoRA switches never reload the base model
+    assert resident(settings).loads == loads  # LoRA switches never reload the base model
 
 
 def test_a_lora_for_another_model_is_refused_and_the_model_stays_clean(tiny_dir: Path, tmp_path: Path) -> None:
@@ -143,7 +142,7 @@ def test_the_pipeline_reports_steps_inside_the_generate_stage_and_a_cancel_stops
 def test_a_long_motion_prompt_is_cut_so_the_camera_and_quality_phrases_still_fit(tiny_dir: Path) -> None:
     from transformers import CLIPTokenizer
 
-    from engine.backends.video.resident import prompt_for
+    from engine.backends.video.prompts import prompt_for
 
     tokenizer = CLIPTokenizer.from_pretrained(str(tiny_dir / "t2v"), subfolder="tokenizer")
     quality = ("high quality video", "smooth action", "exaggerated expressions")

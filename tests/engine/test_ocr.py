@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.config import load_settings, replace
+from engine.runtime.models import ModelPool
 from engine.stages.ocr import Ocr, group_lines
 from engine.types import DecodedImage, OcrResult, TextLine
 
@@ -49,7 +50,7 @@ def decoded(image: Image.Image) -> DecodedImage:
 @pytest.fixture(scope="module")
 def ocr() -> Ocr:
     """One rapidocr-backed OCR for the module (the model loads once)."""
-    return Ocr(load_settings().ocr)
+    return Ocr(load_settings().ocr, ModelPool(load_settings().runtime))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_none_backend_reads_nothing() -> None:
     settings = replace(load_settings(), ocr={"backend": "none"}).ocr
     image = gradient()
     draw_caption(image, "SOME TEXT", top=10)
-    result = Ocr(settings)(decoded(image))
+    result = Ocr(settings, ModelPool(load_settings().runtime))(decoded(image))
     assert result.blocks == () and result.text == ""
 
 
@@ -125,19 +126,19 @@ def test_filters_drop_small_and_unsure_lines(ocr: Ocr) -> None:
     image = gradient()
     draw_caption(image, "BIG CAPTION", top=10, size=40)
     ImageDraw.Draw(image).text((20, 300), "tiny words here", font=font(9), fill="white")
-    strict = Ocr(replace(load_settings(), ocr={"min_height": 30}).ocr)
-    strict._engine = ocr._engine  # share the loaded model; only the filters differ
+    strict = Ocr(replace(load_settings(), ocr={"min_height": 30}).ocr, ModelPool(load_settings().runtime))
+    strict.backend = ocr.backend  # share the loaded model; only the filters differ
     texts = [line.text.upper() for line in strict(decoded(image)).lines]
     assert texts == ["BIG CAPTION"]
-    picky = Ocr(replace(load_settings(), ocr={"min_confidence": 1.01}).ocr)
-    picky._engine = ocr._engine
+    picky = Ocr(replace(load_settings(), ocr={"min_confidence": 1.0}).ocr, ModelPool(load_settings().runtime))
+    picky.backend = ocr.backend
     assert picky(decoded(image)).blocks == ()
 
 
 def test_rejects_non_rgb_input() -> None:
     image = DecodedImage(np.zeros((10, 10), np.uint8), "", "PNG", (10, 10), False)
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB"):
-        Ocr(load_settings().ocr)(image)
+        Ocr(load_settings().ocr, ModelPool(load_settings().runtime))(image)
 
 
 def line(text: str, box: tuple[int, int, int, int]) -> TextLine:

@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from engine.config import load_settings
+from engine.runtime.models import ModelPool
 from engine.stages.detext import Detext
 from engine.stages.ocr import Ocr
 from engine.types import CleanImage, DecodedImage, OcrResult
@@ -165,7 +166,7 @@ def rendered(shared_memes: Path, memes: list[dict[str, Any]]) -> list[DecodedIma
 @pytest.fixture(scope="module")
 def ocr_results(rendered: list[DecodedImage]) -> list[OcrResult]:
     """OCR of every meme, once per module."""
-    ocr = Ocr(load_settings().ocr)
+    ocr = Ocr(load_settings().ocr, ModelPool(load_settings().runtime))
     return [ocr(image) for image in rendered]
 
 

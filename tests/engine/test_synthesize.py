@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from engine.backends.template import camera_from_prompt, detect_emotion
 from engine.config import load_settings
-from engine.stages.synthesize import MAX_PROMPT_WORDS, Synthesize, camera_from_prompt, detect_emotion
+from engine.stages.synthesize import Synthesize
 from engine.types import QA, SceneInfo, Subject
 from engine.vocabulary import CAMERAS, EMOTIONS
+from engine.wording import MAX_PROMPT_WORDS
 
 
 def scene(text: str, subject: str = "a person") -> SceneInfo:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.backends.video.resident import RESIDENT
 from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.checkpoints import CheckpointRegistry
@@ -48,9 +47,6 @@ def test_the_engine_switches_checkpoints_between_jobs_on_one_loaded_model(tiny_d
         built.append(Pipeline(settings))
         return built[-1]
 
-    RESIDENT.release()
-    loads = RESIDENT.loads
-
     async def scenario() -> None:
         repository = await Repository.open(f"sqlite:///{tmp_path / 'jobs.db'}", default_limits=limits_of(settings))
         queue = LocalJobQueue(
@@ -72,4 +68,5 @@ def test_the_engine_switches_checkpoints_between_jobs_on_one_loaded_model(tiny_d
             await repository.close()
 
     run(scenario())
-    assert len(built) == 1 and RESIDENT.loads == loads + 1  # one pipeline, one base model load, two LoRAs
+    resident = built[0].generate.backend.resident  # type: ignore[attr-defined]
+    assert len(built) == 1 and resident.loads == 1  # one pipeline, one base model load, two LoRAs

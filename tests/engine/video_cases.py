@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import Settings, load_settings, replace
+from engine.backends.video.resident import Resident
+from engine.config import RuntimeSettings, Settings, load_settings, replace
+from engine.runtime.models import ModelPool
 from engine.stages.generate import Generate
 from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
@@ -38,8 +40,22 @@ def tiny_settings(tiny_dir: Path, config: str = "tiny.toml", **generate: Any) ->
     return replace(load_settings(tiny_dir / config), generate=generate)
 
 
+# One pool per runtime for the whole test session, as one engine process has one: the video model stays resident.
+POOLS: dict[RuntimeSettings, ModelPool] = {}
+
+
+def pool(settings: Settings) -> ModelPool:
+    """The session's model pool for these runtime settings."""
+    return POOLS.setdefault(settings.runtime, ModelPool(settings.runtime))
+
+
+def resident(settings: Settings) -> Resident:
+    """The one resident video model of that pool."""
+    return pool(settings).shared("video", Resident)
+
+
 def animate(settings: Settings, **changes: Any) -> Frames:
     """One run of the configured generate backend on the shared picture."""
-    generate = Generate(settings.generate, settings.runtime)
+    generate = Generate(settings.generate, pool(settings))
     progress = changes.pop("progress", None)
     return generate(clean(), SCENE, SCRIPT, options(**changes), progress=progress)

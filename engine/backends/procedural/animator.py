@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 
 from engine.backends.procedural.motions import Curves, build_curves, plan_motions
+from engine.config import GenerateSettings
+from engine.geometry import output_size
+from engine.runtime.models import ModelPool
 from engine.types import Box, CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
@@ -17,13 +21,6 @@ WORK_OVERSAMPLE = 1.25  # the source is resized once to this × the output so zo
 MASK_SIDE = 160  # px: the foreground cut-out and the hole filling run at this longer side
 MAX_COVER_ZOOM = 1.6  # containment zooms at most this much to keep a move whole; past it moves are clamped
 EDGE = 0.01  # px kept between the sampled area and the picture's edge (interpolation safety)
-
-
-def output_size(width: int, height: int, size: int) -> tuple[int, int]:
-    """The output's (width, height): longer side `size`, the input's aspect, both even (h264 needs it)."""
-    scale = size / max(width, height)
-    # half-up, not Python's round-half-to-even, so an odd size always rounds the same way (97 → 98)
-    return max(2, 2 * int(width * scale / 2 + 0.5)), max(2, 2 * int(height * scale / 2 + 0.5))
 
 
 def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions) -> Frames:
@@ -310,3 +307,17 @@ def _render_layers(
             weight_src, fg_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         target[i] = cv2.blendLinear(front, back, weight, 1.0 - weight)
+
+
+class Procedural:
+    """generate = "procedural": subject-aware meme motions on a CPU, with no weights."""
+
+    def __init__(self, settings: GenerateSettings, models: ModelPool) -> None:
+        self.settings = settings
+
+    def __call__(
+        self, clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions,
+        progress: Callable[[float], None] | None = None,
+    ) -> Frames:  # fmt: skip
+        """The frames for the script, at the output size and the picture's aspect."""
+        return animate(clean, scene, script, options)

@@ -17,25 +17,24 @@ from typing import Any
 import cv2
 from PIL import Image
 
-from engine.backends.procedural.animator import output_size
+from engine.backends.video.prompts import CAMERA_PHRASES, MOTION_PHRASES, prompt_for
 from engine.backends.video.resident import (
-    CAMERA_PHRASES,
-    MOTION_PHRASES,
-    RESIDENT,
+    Resident,
     StepProgress,
     generation_size,
     generator,
     loaded_key,
     prepare,
-    prompt_for,
     resize_frames,
     run_guarded,
     to_frames,
 )  # fmt: skip
 from engine.config import GenerateSettings, RuntimeSettings
 from engine.errors import ConfigError
-from engine.runtime.gpu import model_path, torch_device, torch_dtype
-from engine.types import CleanImage, Frames, ResolvedOptions, Script
+from engine.geometry import output_size
+from engine.runtime.gpu import model_path, require_torch, torch_device, torch_dtype
+from engine.runtime.models import ModelPool
+from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def family_of(path: str, configured: str) -> str:
 
 
 def animate(
-    settings: GenerateSettings, runtime: RuntimeSettings, clean: CleanImage, script: Script,
+    settings: GenerateSettings, runtime: RuntimeSettings, resident: Resident, clean: CleanImage, script: Script,
     options: ResolvedOptions, progress: StepProgress | None = None,
 ) -> Frames:  # fmt: skip
     """Animate the clean picture with the image-to-video model, at the picture's aspect and the output size."""
@@ -75,8 +74,8 @@ def animate(
     # 1. the resident model, with the job's LoRA checkpoint (or none)
     path = model_path(settings.i2v_model, key="generate.i2v_model")
     family = family_of(path, settings.i2v_family)
-    pipe = RESIDENT.get(loaded_key(family, path, runtime), lambda: load(family, path, runtime))
-    RESIDENT.use_checkpoint(options.checkpoint, settings.lora_weight)
+    pipe = resident.get(loaded_key(family, path, runtime), lambda: load(family, path, runtime))
+    resident.use_checkpoint(options.checkpoint, settings.lora_weight)
 
     # 2. sizes the model needs: spatial multiples near the picture's aspect, 1 + a multiple of its
     #    temporal compression in frames (the extra frames are dropped)
@@ -130,3 +129,23 @@ def load(family: str, path: str, runtime: RuntimeSettings) -> Any:
     pipeline_class: Any = LTXConditionPipeline if family == "ltx" else WanImageToVideoPipeline
     pipe = pipeline_class.from_pretrained(path, dtype=torch_dtype(runtime, device))
     return prepare(pipe, runtime)
+
+
+class ImageToVideo:
+    """generate = "i2v": an image-to-video model (LTX-Video or Wan 2.2) animates the de-texted meme."""
+
+    def __init__(self, settings: GenerateSettings, models: ModelPool) -> None:
+        # Checked when the pipeline is built, as the caption models are: a missing model stops `serve`
+        # at start with the `hf download` sentence, instead of failing every job with a traceback.
+        require_torch("i2v generate backend")
+        model_path(settings.i2v_model, key="generate.i2v_model")
+        self.settings = settings
+        self.runtime = models.runtime
+        self.resident = models.shared("video", Resident)  # one video model per process, shared with the other
+
+    def __call__(
+        self, clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions,
+        progress: StepProgress | None = None,
+    ) -> Frames:  # fmt: skip
+        """The frames for the script, at the output size and the picture's aspect."""
+        return animate(self.settings, self.runtime, self.resident, clean, script, options, progress)

@@ -86,9 +86,6 @@ class Resident:
             pipe.set_adapters([ADAPTER], adapter_weights=[weight])
 
 
-RESIDENT = Resident()
-
-
 def _identity(checkpoint: str) -> tuple[str, int, int]:
     """A checkpoint file and its version: a file replaced under the same name is loaded again."""
     stat = Path(checkpoint).stat()
@@ -187,41 +184,8 @@ def run_guarded(call: Callable[[], Any], what: str) -> Any:
         raise
 
 
-def prompt_for(motion_prompt: str, quality: tuple[str, ...], *extra: str, tokenizer: Any = None) -> str:
-    """The script's motion prompt, then the extra phrases and the configured quality phrases.
-
-    With the model's tokenizer, the motion prompt loses words from its end until the whole prompt fits the
-    text encoder (CLIP keeps 77 tokens): otherwise a long motion prompt silently cuts off the camera words
-    and the quality phrases, which come last.
-    """
-    words = motion_prompt.strip().rstrip(".").split()
-    tail = [p for p in extra if p] + list(quality)
-
-    def joined(count: int) -> str:
-        return ", ".join(p for p in [" ".join(words[:count]), *tail] if p)
-
-    limit = getattr(tokenizer, "model_max_length", None)
-    if not isinstance(limit, int) or limit > 100_000:  # no tokenizer, or one without a real limit
-        return joined(len(words))
-    count = len(words)
-    while count > 0 and len(tokenizer(joined(count)).input_ids) > limit:
-        count -= 1
-    if count < len(words):
-        log.info("motion prompt cut to %d of %d words to fit %d tokens", count, len(words), limit)
-    return joined(count)
-
-
 def generator(seed: int) -> Any:
     """A CPU generator: the same seed makes the same starting noise on any device."""
     import torch
 
     return torch.Generator(device="cpu").manual_seed(seed)
-
-
-# Words for the request's motion level and the script's camera move, added to a video model's prompt.
-MOTION_PHRASES = {"low": "subtle gentle motion", "high": "big energetic motion"}
-CAMERA_PHRASES = {
-    "zoom-in": "slow camera zoom in", "zoom-out": "slow camera zoom out", "pan-left": "camera pans left",
-    "pan-right": "camera pans right", "pan-up": "camera tilts up", "pan-down": "camera tilts down",
-    "shake": "shaky handheld camera", "orbit": "camera orbits slowly around the subject",
-}  # fmt: skip

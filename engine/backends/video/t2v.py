@@ -16,24 +16,23 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine.backends.procedural.animator import output_size
+from engine.backends.video.prompts import CAMERA_PHRASES, MOTION_PHRASES, prompt_for
 from engine.backends.video.resident import (
-    CAMERA_PHRASES,
-    MOTION_PHRASES,
-    RESIDENT,
+    Resident,
     StepProgress,
     generation_size,
     generator,
     loaded_key,
     prepare,
-    prompt_for,
     resize_frames,
     run_guarded,
     to_frames,
 )  # fmt: skip
 from engine.config import GenerateSettings, RuntimeSettings
-from engine.runtime.gpu import model_path, torch_device, torch_dtype
-from engine.types import CleanImage, Frames, ResolvedOptions, Script
+from engine.geometry import output_size
+from engine.runtime.gpu import model_path, require_torch, torch_device, torch_dtype
+from engine.runtime.models import ModelPool
+from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +44,14 @@ FEATHER_ROWS = 4  # the fill fades into the frame over this many rows above the 
 
 
 def animate(
-    settings: GenerateSettings, runtime: RuntimeSettings, clean: CleanImage, script: Script,
+    settings: GenerateSettings, runtime: RuntimeSettings, resident: Resident, clean: CleanImage, script: Script,
     options: ResolvedOptions, progress: StepProgress | None = None,
 ) -> Frames:  # fmt: skip
     """Generate the script's motion with the text-to-video model, at the picture's aspect and the output size."""
     # 1. the resident model, with the job's LoRA checkpoint (or none)
     path = model_path(settings.t2v_model, key="generate.t2v_model")
-    pipe = RESIDENT.get(loaded_key("t2v", path, runtime), lambda: load(path, runtime))
-    RESIDENT.use_checkpoint(options.checkpoint, settings.lora_weight)
+    pipe = resident.get(loaded_key("t2v", path, runtime), lambda: load(path, runtime))
+    resident.use_checkpoint(options.checkpoint, settings.lora_weight)
 
     # 2. the size the model needs, near the picture's aspect
     height, width = clean.pixels.shape[:2]
@@ -131,3 +130,23 @@ def remove_watermark(frames: np.ndarray, band: float) -> np.ndarray:
     out[:, top:] = np.round(band_pixels * ramp + frames[:, top:] * (1 - ramp)).astype(np.uint8)
     log.debug("watermark band of %d rows inpainted on %d frames", rows, count)
     return out
+
+
+class TextToVideo:
+    """generate = "t2v": a text-to-video model (ModelScope/VideoFusion) writes the motion from the script."""
+
+    def __init__(self, settings: GenerateSettings, models: ModelPool) -> None:
+        # Checked when the pipeline is built, as the caption models are: a missing model stops `serve`
+        # at start with the `hf download` sentence, instead of failing every job with a traceback.
+        require_torch("t2v generate backend")
+        model_path(settings.t2v_model, key="generate.t2v_model")
+        self.settings = settings
+        self.runtime = models.runtime
+        self.resident = models.shared("video", Resident)  # one video model per process, shared with the other
+
+    def __call__(
+        self, clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions,
+        progress: StepProgress | None = None,
+    ) -> Frames:  # fmt: skip
+        """The frames for the script, at the output size and the picture's aspect."""
+        return animate(self.settings, self.runtime, self.resident, clean, script, options, progress)

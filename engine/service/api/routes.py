@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel
 
-from engine.service.api.handlers import admin
+from engine.service.api.handlers import admin, jobs, ops
 from engine.service.api.handlers import events as sse
-from engine.service.api.handlers import jobs
-from engine.service.api.handlers import ops
 from engine.service.api.models import (
     ActiveCheckpoint,
     BanLifted,

@@ -1,0 +1,54 @@
+"""ocr = "rapidocr": RapidOCR on onnxruntime, with the models that ship inside its wheel (CPU, offline)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from engine.config import OcrSettings
+from engine.geometry import polygon_box
+from engine.runtime.models import ModelPool
+from engine.types import TextLine
+
+
+class RapidOcr:
+    """Reads text lines with RapidOCR; the engine is loaded on the first picture, so start-up stays fast."""
+
+    def __init__(self, settings: OcrSettings, models: ModelPool) -> None:
+        self.settings = settings
+        self._engine: Any = None
+
+    def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
+        """Every line RapidOCR finds on the (H, W, 3) RGB picture, with its quadrilateral and score."""
+        engine = self._load()
+        # RapidOCR passes ndarrays through untouched and treats them as OpenCV BGR.
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        out = engine(bgr)
+        if out.boxes is None or out.txts is None or out.scores is None:
+            return []
+        height, width = rgb.shape[:2]
+        lines = []
+        for quad, text, score in zip(out.boxes, out.txts, out.scores):
+            polygon = tuple((float(x), float(y)) for x, y in np.asarray(quad, dtype=np.float64))
+            lines.append(
+                TextLine(
+                    text=text.strip(),
+                    box=polygon_box(polygon, width, height),
+                    confidence=float(score),
+                    polygon=polygon,
+                )
+            )
+        return lines
+
+    def _load(self) -> Any:
+        if self._engine is None:
+            import rapidocr
+
+            # RapidOCR logs every model load at INFO on its own non-propagating logger.
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+            # Only the default model type: its weights ship in the wheel, any other downloads.
+            self._engine = rapidocr.RapidOCR(params={"Global.log_level": "warning"})
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+        return self._engine
