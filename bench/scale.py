@@ -30,12 +30,12 @@ sys.path.insert(0, str(REPO / "bench"))
 from service import TRIVIAL, SleepPipeline, meme  # noqa: E402
 
 from engine.config import Settings, load_settings, replace  # noqa: E402
-from engine.service.app import default_limits  # noqa: E402
 from engine.service.checkpoints import CheckpointRegistry  # noqa: E402
 from engine.service.queue.local import LocalJobQueue  # noqa: E402
 from engine.service.queue.procrastinate.app import apply_schema  # noqa: E402
 from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue  # noqa: E402
 from engine.service.queue.protocol import JobQueue  # noqa: E402
+from engine.service.repository import default_limits  # noqa: E402
 from storage.database import upgrade  # noqa: E402
 from storage.records import NewJob  # noqa: E402
 from storage.repository import Repository  # noqa: E402

@@ -33,26 +33,13 @@ from engine.service.metrics import MeteredPipeline, ServiceMetrics
 from engine.service.queue.local import LocalJobQueue
 from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue
 from engine.service.queue.protocol import JobQueue
-from storage.records import Limits
+from engine.service.repository import open_repository
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
 PipelineFactory = Callable[[Settings], Pipeline]
 QueueFactory = Callable[[Repository, Callable[[], MeteredPipeline], Settings, CheckpointRegistry], JobQueue]
-
-
-def default_limits(settings: Settings) -> Limits:
-    """The config file's limits, used until an admin changes them."""
-    limits = settings.limits
-    return Limits(
-        user_jobs=limits.user.jobs,
-        user_window_s=limits.user.window_s,
-        user_concurrent=limits.user.concurrent,
-        chat_jobs=limits.chat.jobs,
-        chat_window_s=limits.chat.window_s,
-        queue_max=limits.queue_max,
-    )
 
 
 def is_loopback(host: str) -> bool:
@@ -99,7 +86,7 @@ def create_app(
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
         try:
-            app[REPOSITORY] = await Repository.open(settings.storage.url, default_limits=default_limits(settings))
+            app[REPOSITORY] = await open_repository(settings)
         except ValueError as exc:  # a malformed or unsupported storage URL
             raise ConfigError(f"config key 'storage.url' is not usable: {exc}") from None
         yield

@@ -14,8 +14,9 @@ from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue.local import LocalJobQueue
+from engine.service.repository import default_limits
 from storage.repository import Repository
-from tests.service.queue_contract import limits_of, meme, new_job, run, wait_for_status
+from tests.service.queue_contract import meme, new_job, run, wait_for_status
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ def test_the_engine_switches_checkpoints_between_jobs_on_one_loaded_model(tiny_d
         return built[-1]
 
     async def scenario() -> None:
-        repository = await Repository.open(f"sqlite:///{tmp_path / 'jobs.db'}", default_limits=limits_of(settings))
+        repository = await Repository.open(f"sqlite:///{tmp_path / 'jobs.db'}", default_limits=default_limits(settings))
         queue = LocalJobQueue(
             repository, factory, settings, CheckpointRegistry(settings.checkpoints.dir), stop_timeout=10.0
         )

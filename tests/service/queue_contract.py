@@ -25,8 +25,9 @@ from safetensors.numpy import save_file
 from engine.config import Settings, load_settings, replace
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.queue.protocol import JobQueue
+from engine.service.repository import default_limits
 from engine.types import AnimationOptions
-from storage.records import JobRecord, Limits, NewJob
+from storage.records import JobRecord, NewJob
 from storage.repository import Repository
 
 QueueFactory = Callable[[Repository, Callable[[], Any], Settings], JobQueue]
@@ -55,12 +56,6 @@ def new_job(user: str, *, options: dict[str, Any] | None = None, image: bytes | 
         options=dict(SMALL if options is None else options), seed=7,
         image=meme() if image is None else image, idempotency_key=key,
     )  # fmt: skip
-
-
-def limits_of(settings: Settings) -> Limits:
-    """The configured limits as the repository takes them."""
-    user, chat = settings.limits.user, settings.limits.chat
-    return Limits(user.jobs, user.window_s, user.concurrent, chat.jobs, chat.window_s, settings.limits.queue_max)
 
 
 def write_checkpoint(directory: Path, name: str) -> None:
@@ -151,7 +146,7 @@ class QueueContract:
 
         @asynccontextmanager
         async def running(factory: Callable[[], Any], settings: Settings) -> AsyncIterator[tuple[JobQueue, Repository]]:
-            repository = await Repository.open(database_url, default_limits=limits_of(settings))
+            repository = await Repository.open(database_url, default_limits=default_limits(settings))
             try:
                 queue = job_queue_factory(repository, factory, settings)
                 await queue.start()
@@ -266,8 +261,9 @@ class QueueContract:
         async def scenario() -> None:
             async with service(lambda: pipeline, settings) as (queue, repository):
                 junk = (await queue.submit(new_job("u1", image=b"%PDF-1.4 not a meme"))).job.id
-                silly = (await queue.submit(new_job("u2", options={"frames": 1}))).job.id
-                for job_id, word in ((junk, "image"), (silly, "frames")):
+                # options come checked by the API; a budget nothing fits is the pipeline's own refusal
+                tight = (await queue.submit(new_job("u2", options={"max_bytes": 300}))).job.id
+                for job_id, word in ((junk, "image"), (tight, "small enough")):
                     job = await wait_for_status(queue, job_id, "failed", "done")
                     assert job.status == "failed" and job.error_code and word in (job.error or "")
                     assert job.error.endswith(".") and "Traceback" not in job.error

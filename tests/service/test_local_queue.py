@@ -14,7 +14,8 @@ from engine.config import Settings
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue import local as local_queue_module
-from engine.service.queue.local import OUT_OF_MEMORY, LocalJobQueue
+from engine.service.queue.local import LocalJobQueue
+from engine.service.queue.runner import OUT_OF_MEMORY
 from engine.service.queue.protocol import JobQueue
 from engine.types import AnimationOptions
 from storage.repository import Repository

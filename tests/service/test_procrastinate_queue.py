@@ -15,13 +15,13 @@ from engine.service.queue.procrastinate import queue as queue_module
 from engine.service.queue.procrastinate.app import JOBS_CHANNEL
 from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue
 from engine.service.queue.protocol import JobQueue
+from engine.service.repository import default_limits
 from storage.repository import Repository
 from tests.service.postgres import fresh_postgres, postgres_template, scale_out
 from tests.service.queue_contract import (
     WAIT_S,
     PausingPipeline,
     QueueContract,
-    limits_of,
     new_job,
     run,
     wait_for_status,
@@ -61,7 +61,7 @@ class TestProcrastinateJobQueue(QueueContract):
         async def scenario() -> None:
             async with service(lambda: held, settings) as (worker_side, _):
                 api = procrastinate_queue(database_url, workers=0)
-                replica = await Repository.open(database_url, default_limits=limits_of(settings))
+                replica = await Repository.open(database_url, default_limits=default_limits(settings))
                 other = api(replica, lambda: None, settings)
                 await other.start()
                 try:
@@ -106,7 +106,7 @@ class TestProcrastinateJobQueue(QueueContract):
         monkeypatch.setattr(queue_module, "JOBS_CHANNEL", "no such channel")
 
         async def scenario() -> None:
-            repository = await Repository.open(database_url, default_limits=limits_of(settings))
+            repository = await Repository.open(database_url, default_limits=default_limits(settings))
             api = procrastinate_queue(database_url, workers=0)(repository, lambda: None, settings)
             asyncio.get_running_loop().call_later(0.5, monkeypatch.setattr, queue_module, "JOBS_CHANNEL", JOBS_CHANNEL)
             await api.start()

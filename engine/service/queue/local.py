@@ -10,23 +10,20 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from engine.config import Settings
-from engine.errors import UserError
-from engine.pipeline import PipelineResult, ProgressCallback
-from engine.runtime.gpu import free_memory
+from engine.pipeline import ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue.protocol import JobUpdate
+from engine.service.queue.runner import Abandoned, Cancelled, Runner, run_job, script_of
 from engine.service.queue.watchers import Notifier, QueueOrder
-from engine.types import AnimationOptions
 from storage.records import JobRecord, NewJob, Submitted
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-OUT_OF_MEMORY = "The engine ran out of memory making this animation; try a smaller size or fewer frames."
 # A running job's stage and fraction reach watchers and get() at once, from memory; the row is only
 # written this often, for readers outside this process (a write per stage cost more than a quick job).
 PROGRESS_INTERVAL_S = 0.5
@@ -36,22 +33,6 @@ WATCH_FALLBACK_S = 5.0
 # A queued job's watchers hear of a move up the queue at most this often (see watchers.py).
 POSITION_INTERVAL_S = 0.1
 DB_TIMEOUT_S = 60.0
-
-
-class Runner(Protocol):
-    """What the worker needs of a pipeline: engine.pipeline.Pipeline satisfies it."""
-
-    def run(self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None) -> PipelineResult:
-        """Animate one meme."""
-        ...
-
-
-class Cancelled(Exception):
-    """Raised inside the pipeline, at a stage boundary, when its job was cancelled."""
-
-
-class Abandoned(Exception):
-    """Raised inside the pipeline, at a stage boundary, when the queue stops; the job stays running for recovery."""
 
 
 class LocalJobQueue:
@@ -252,33 +233,18 @@ class LocalJobQueue:
             "job %s started: attempt %d, checkpoint %s, %.2f s after it was queued",
             job_id, record.attempts, checkpoint or "none", waited,
         )  # fmt: skip
-        result: PipelineResult | None = None
+        if runner is None:
+            runner = self.pipeline_factory()
         try:
-            checkpoint_file = str(self.registry.resolve(checkpoint)) if checkpoint is not None else None
-            if data is None:
-                raise UserError("The picture for this job is no longer kept; send it again.", code="image_expired")
-            if runner is None:
-                runner = self.pipeline_factory()
-            options = AnimationOptions(**record.options, seed=record.seed, checkpoint=checkpoint_file)
-            result = runner.run(data, options, progress=self._progress_callback(job_id))
+            outcome = run_job(record, checkpoint, data, self.registry, runner, self._progress_callback(job_id))
         except (Cancelled, Abandoned) as exc:
             self._log_end(job_id, "cancelled" if isinstance(exc, Cancelled) else "abandoned", started)
             if isinstance(exc, Abandoned):
                 raise
             return runner
-        except UserError as exc:
-            self._fail(job_id, exc.code, exc.message, started)
-            return runner
-        except Exception as exc:
-            if not out_of_memory(exc):
-                log.exception("job %s failed with an internal error", job_id)
-                message = f"Something went wrong on our side making this animation (job {job_id}); please try again."
-                self._fail(job_id, "internal_error", message, started)
-                return runner
-            log.warning("job %s ran out of memory: %s", job_id, exc)
+        result = outcome.result
         if result is None:
-            free_memory()  # out here, once the exception and the frames it holds are gone
-            self._fail(job_id, "out_of_memory", OUT_OF_MEMORY, started)
+            self._fail(job_id, outcome.code, outcome.message, started)
             return runner
         if self._stopping.is_set():
             raise Abandoned("the queue stopped as the job ended")
@@ -289,8 +255,8 @@ class LocalJobQueue:
             ),
             changes=job_id,
         )  # fmt: skip
-        outcome = "done" if done is not None else "done but no longer running (cancelled)"
-        log.info("job %s %s: %d bytes of %s in %.2f s", job_id, outcome, len(result.encoded.data),
+        how = "done" if done is not None else "done but no longer running (cancelled)"
+        log.info("job %s %s: %d bytes of %s in %.2f s", job_id, how, len(result.encoded.data),
                  result.encoded.format, time.perf_counter() - started)  # fmt: skip
         return runner
 
@@ -331,16 +297,3 @@ async def _coalesce_moves(changed: asyncio.Event, yielded_at: float) -> None:
     if left > 0:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(changed.wait(), left)
-
-
-def script_of(result: PipelineResult) -> dict[str, Any]:
-    """The job history's script: what the engine read, understood and decided, as JSON."""
-    script = dataclasses.asdict(result.script)
-    ocr = [{"text": b.text, "box": list(b.box), "confidence": round(b.confidence, 3)} for b in result.ocr.blocks]
-    return {"ocr": ocr, **script}
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """A MemoryError or torch's OutOfMemoryError (shared with the Procrastinate worker)."""
-    # torch.cuda.OutOfMemoryError is matched by name: importing torch here would load it on CPU-only installs.
-    return isinstance(exc, MemoryError) or any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__)

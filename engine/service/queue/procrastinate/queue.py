@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from engine.config import Settings
 from engine.service.checkpoints import CheckpointRegistry
-from engine.service.queue.local import Runner
 from engine.service.queue.procrastinate.app import (
     JOBS_CHANNEL,
     apply_schema,
@@ -30,6 +29,7 @@ from engine.service.queue.procrastinate.app import (
 )
 from engine.service.queue.procrastinate.worker import JobWorker, register_tasks
 from engine.service.queue.protocol import JobUpdate
+from engine.service.queue.runner import Runner
 from engine.service.queue.watchers import Notifier
 from storage.records import JobRecord, NewJob, Submitted
 from storage.repository import Repository

@@ -28,18 +28,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Settings
-from engine.errors import UserError
-from engine.pipeline import PipelineResult, ProgressCallback
-from engine.runtime.gpu import free_memory
+from engine.pipeline import ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
-from engine.service.queue.local import (
-    OUT_OF_MEMORY,
-    Abandoned,
-    Cancelled,
-    Runner,
-    out_of_memory,
-    script_of,
-)
 from engine.service.queue.procrastinate.app import (
     ANIMATE,
     GPU_QUEUE,
@@ -50,7 +40,8 @@ from engine.service.queue.procrastinate.app import (
     defer,
     recovery_cron,
 )
-from engine.types import AnimationOptions
+from engine.service.queue.runner import Abandoned, Cancelled, Outcome, Runner, run_job, script_of
+from engine.service.repository import open_repository
 from storage.records import JobRecord
 from storage.repository import Repository
 from storage.statements import utc
@@ -158,7 +149,7 @@ class JobWorker:
                  checkpoint or "none")  # fmt: skip
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._thread, self._run, record, checkpoint, data)
+            outcome = await loop.run_in_executor(self._thread, self._run, record, checkpoint, data)
         except Cancelled:
             now = await self.repository.get(job_id)
             how = f"now {now.status} on {now.worker}, attempt {now.attempts}" if now else "gone"
@@ -167,38 +158,23 @@ class JobWorker:
         except Abandoned:
             log.info("job %s abandoned: the worker is stopping; it goes back to the queue", job_id)
             raise
-        except UserError as exc:
-            await self._fail(record, exc.code, exc.message, started)
-            return
-        except Exception as exc:
-            if not out_of_memory(exc):
-                log.exception("job %s failed with an internal error", job_id)
-                message = f"Something went wrong on our side making this animation (job {job_id}); please try again."
-                await self._fail(record, "internal_error", message, started)
-                return
-            log.warning("job %s ran out of memory: %s", job_id, exc)
-            result = None
+        result = outcome.result
         if result is None:
-            await loop.run_in_executor(self._thread, free_memory)
-            await self._fail(record, "out_of_memory", OUT_OF_MEMORY, started)
+            await self._fail(record, outcome.code, outcome.message, started)
             return
         done = await self.repository.finish(
             job_id, data=result.encoded.data, format=result.encoded.format, script=script_of(result),
             timings=dict(result.timings), attempt=record.attempts,
         )  # fmt: skip
-        outcome = "done" if done is not None else "done, but no longer ours (cancelled or taken over): result dropped"
-        log.info("job %s %s: %d bytes of %s in %.2f s", job_id, outcome, len(result.encoded.data),
+        how = "done" if done is not None else "done, but no longer ours (cancelled or taken over): result dropped"
+        log.info("job %s %s: %d bytes of %s in %.2f s", job_id, how, len(result.encoded.data),
                  result.encoded.format, time.perf_counter() - started)  # fmt: skip
 
-    def _run(self, record: JobRecord, checkpoint: str | None, data: bytes | None) -> PipelineResult:
+    def _run(self, record: JobRecord, checkpoint: str | None, data: bytes | None) -> Outcome:
         """On the pipeline thread: the job's pipeline run."""
-        checkpoint_file = str(self.registry.resolve(checkpoint)) if checkpoint is not None else None
-        if data is None:
-            raise UserError("The picture for this job is no longer kept; send it again.", code="image_expired")
         if self._runner is None:
             self._runner = self.pipeline_factory()
-        options = AnimationOptions(**record.options, seed=record.seed, checkpoint=checkpoint_file)
-        return self._runner.run(data, options, progress=self._progress_callback(record))
+        return run_job(record, checkpoint, data, self.registry, self._runner, self._progress_callback(record))
 
     def _progress_callback(self, record: JobRecord) -> ProgressCallback:
         """Write stage and fraction under the claim; stop the job when the write finds it no longer ours."""
@@ -281,11 +257,9 @@ def run_worker(settings: Settings, pipeline_factory: Callable[[Settings], Runner
 
 
 async def _serve(settings: Settings, pipeline_factory: Callable[[Settings], Runner]) -> None:
-    from engine.service.app import default_limits
-
     app = create_procrastinate_app(settings)
     register_tasks(app, settings)
-    repository = await Repository.open(settings.storage.url, default_limits=default_limits(settings))
+    repository = await open_repository(settings)
     try:
         await apply_schema(settings.storage.url)
         worker = JobWorker(
