@@ -22,11 +22,9 @@ from engine.backends import gif
 from engine.config import EncodeSettings
 from engine.errors import UserError
 from engine.types import Encoded, Frames
-from engine.vocabulary import Format
+from engine.vocabulary import FORMATS, Format
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("gif", "mp4", "webp")
 
 # Budget ladders, mildest concession first. The first entry of each is the unconceded default.
 GIF_LOSSY = (0, 30, 80, 200)  # gifsicle --lossy; 0 means gifsicle is not run

@@ -15,8 +15,8 @@ from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue import local as local_queue_module
 from engine.service.queue.local import LocalJobQueue
-from engine.service.queue.runner import OUT_OF_MEMORY
 from engine.service.queue.protocol import JobQueue
+from engine.service.queue.runner import OUT_OF_MEMORY
 from engine.types import AnimationOptions
 from storage.repository import Repository
 from tests.service.queue_contract import WAIT_S, PausingPipeline, QueueContract, new_job, run, wait_for_status
