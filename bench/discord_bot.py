@@ -31,8 +31,8 @@ from bot.core.engine_client import EngineClient  # noqa: E402
 from bot.discord.app import running  # noqa: E402
 from engine.config import load_settings, replace  # noqa: E402
 from tests.bot import fake_discord as fd  # noqa: E402
-from tests.ports import free_port  # noqa: E402
 from tests.service.test_api import meme  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 DC_TOKEN, ENGINE_TOKEN = "bench-discord-token", "bench-engine-token"
 

@@ -34,8 +34,8 @@ from engine.pipeline import Pipeline  # noqa: E402
 from engine.service.app import create_app  # noqa: E402
 from engine.service.keys import Tokens  # noqa: E402
 from tests.bot.fake_telegram import FakeTelegram, Users  # noqa: E402
-from tests.ports import free_port  # noqa: E402
 from tests.service.test_api import meme  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 TG_TOKEN, ENGINE_TOKEN = "4242:bench-telegram-token", "bench-engine-token"
 

@@ -36,13 +36,14 @@ def register(commands: Any) -> None:
 def models_check_command(args: argparse.Namespace) -> int:
     """`makeitmove models check`: each configured model, where it is and its size; 1 if a needed one is missing."""
     from engine.config import load_settings
-    from engine.runtime.model_files import configured_models, human_size
+    from engine.runtime.model_files import configured_models
+    from engine.units import human_bytes
 
     entries = configured_models(load_settings(args.config))
     width = max((len(e.key) for e in entries), default=0)
     for e in entries:
         use = "in use" if e.selected else "unused"
-        size = human_size(e.size) if e.path else "-"
+        size = human_bytes(e.size) if e.path else "-"
         print(f"{e.key:<{width}}  {use:<6}  {e.where:<10}  {size:>9}  {e.model}")
     missing = [e for e in entries if e.selected and not e.present]
     for e in missing:

@@ -65,13 +65,3 @@ def locate(key: str, model: str, selected: bool) -> ModelFile:
     if not any((folder / marker).is_file() for marker in MARKERS):
         where = "incomplete"
     return ModelFile(key, model, selected, where, str(folder), gpu.size_on_disk(folder))
-
-
-def human_size(size: int) -> str:
-    """1536 -> '1.5 KB'; decimal units, as `hf` and disk tools print them."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")

@@ -22,6 +22,7 @@ from engine.backends import gif
 from engine.config import EncodeSettings
 from engine.errors import UserError
 from engine.types import Encoded, Frames
+from engine.units import human_bytes
 from engine.vocabulary import FORMATS, Format
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def _fit(
         width, height = _even(at.width * scale, format), _even(at.height * scale, format)
         if max(width, height) < MIN_SIDE:
             raise UserError(
-                f"I couldn't make that animation small enough to fit in {_human(budget)}, even tiny "
+                f"I couldn't make that animation small enough to fit in {human_bytes(budget)}, even tiny "
                 "and choppy. Try a shorter clip or a larger size limit.",
                 code="too_large",
             )
@@ -308,11 +309,3 @@ def _webp(pixels: np.ndarray, attempt: _Attempt) -> bytes:
         quality=attempt.lossy, method=WEBP_METHOD, duration=gif.frame_delays(len(images), attempt.fps, 1000.0),
     )  # fmt: skip
     return buf.getvalue()
-
-
-def _human(size: int) -> str:
-    if size >= 1 << 20:
-        return f"{size / (1 << 20):.1f} MB"
-    if size >= 1 << 10:
-        return f"{size / (1 << 10):.0f} KB"
-    return f"{size} bytes"

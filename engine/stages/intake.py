@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from engine.config import IntakeSettings
 from engine.errors import ConfigError, UserError
 from engine.types import DecodedImage
+from engine.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,7 @@ class Intake:
             raise UserError("That file is empty.", code="empty")
         if len(data) > s.max_bytes:
             raise UserError(
-                f"That file is too large ({_human_bytes(len(data), up=True)}; "
-                f"the limit is {_human_bytes(s.max_bytes)}).",
+                f"That file is too large ({human_bytes(len(data), up=True)}; the limit is {human_bytes(s.max_bytes)}).",
                 code="too_large",
             )
         digest = hashlib.sha256(data).hexdigest()
@@ -344,12 +344,3 @@ def _fit(im: Image.Image, working_side: int) -> Image.Image:
 def _megapixels(pixels: int) -> str:
     """40000000 -> "40"; 2500000 -> "2.5"."""
     return f"{round(pixels / 1e6, 1):g}"
-
-
-def _human_bytes(n: int, *, up: bool = False) -> str:
-    """A byte count as a person would say it; `up` rounds up so a size just over a limit reads as over it."""
-    if n < 1024:
-        return f"{n} bytes"
-    unit, scale = ("KB", 1024) if n < 1024 * 1024 else ("MB", 1024 * 1024)
-    tenths = -(-n * 10 // scale) if up else round(n * 10 / scale)
-    return f"{tenths / 10:g} {unit}"

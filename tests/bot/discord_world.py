@@ -19,8 +19,8 @@ from engine.service.keys import Tokens
 from engine.types import AnimationOptions
 from tests.bot import fake_discord as fd
 from tests.bot.test_telegram import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL
-from tests.ports import free_port
 from tests.service.test_api import meme
+from tests.support.ports import free_port
 
 DC_TOKEN = "fake-discord-bot-token"
 ENV = {"DISCORD_TOKEN": DC_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}

@@ -25,7 +25,7 @@ from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
 from engine.service.keys import Tokens
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 TOKEN, ADMIN = "bot-test-token", "admin-test-token"
 SMALL = {"frames": 4, "size": 96, "format": "gif"}

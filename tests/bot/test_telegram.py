@@ -25,8 +25,8 @@ from engine.pipeline import Pipeline
 from engine.service.app import create_app
 from engine.service.keys import Tokens
 from tests.bot.fake_telegram import BOT_USERNAME, Call, FakeTelegram, Users
-from tests.ports import free_port
 from tests.service.test_api import meme
+from tests.support.ports import free_port
 
 TG_TOKEN = "4242:fake-telegram-token"
 ENGINE_TOKEN, ADMIN_TOKEN = "engine-bot-token", "engine-admin-token"

@@ -122,7 +122,7 @@ def test_the_pipeline_reports_steps_inside_the_generate_stage_and_a_cancel_stops
     from engine.config import replace
     from engine.pipeline import Pipeline
     from engine.types import AnimationOptions
-    from tests.service.queue_contract import meme
+    from tests.support.memes import meme
 
     pipeline = Pipeline(replace(tiny_settings(tiny_dir, steps=4), caption={"backend": "none"}))
     seen: list[tuple[str, float]] = []

@@ -152,7 +152,7 @@ def test_models_check_reads_the_hf_cache_and_marks_interrupted_downloads(
     assert main(["models", "check", "--config", str(config)]) == 1  # the OCR model is incomplete
     out = capsys.readouterr()
     rows = {ln.split()[0]: ln for ln in out.out.splitlines()}
-    assert "hf cache" in rows["caption.florence2_model"] and "2.0 KB" in rows["caption.florence2_model"]
+    assert "hf cache" in rows["caption.florence2_model"] and "2 KB" in rows["caption.florence2_model"]
     assert "incomplete" in rows["ocr.florence2_model"]
     assert "ocr.florence2_model" in out.err and "caption.florence2_model" not in out.err
 

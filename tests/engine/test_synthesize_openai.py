@@ -20,7 +20,7 @@ from engine.errors import ConfigError
 from engine.stages.synthesize import Synthesize
 from engine.types import QA, SceneInfo, Subject
 from engine.vocabulary import CAMERAS, EMOTIONS
-from tests.engine.fake_openai import FakeOpenAI, error, serve, sleeps
+from tests.fakes.openai import FakeOpenAI, error, serve, sleeps
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monday-cat.png"
 GOOD = {

@@ -16,14 +16,15 @@ from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue.local import LocalJobQueue
 from engine.service.repository import default_limits
 from storage.repository import Repository
-from tests.service.queue_contract import meme, new_job, run, wait_for_status
+from tests.service.queue_contract import new_job, run, wait_for_status
+from tests.support.memes import meme
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_makeitmove_animate_runs_the_tiny_chain_to_a_gif(tiny_dir: Path, tmp_path: Path) -> None:
     image = tmp_path / "meme.png"
-    image.write_bytes(meme("TINY MODELS"))
+    image.write_bytes(meme(128, 128, caption="TINY MODELS"))
     output = tmp_path / "meme.gif"
     done = subprocess.run(
         [sys.executable, "-m", "engine.cli", "animate", str(image), "-o", str(output), "--frames", "4", "--json",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 from aiohttp.test_utils import TestClient, TestServer
-from PIL import Image, ImageDraw
 
 from engine.config import Settings, load_settings, replace
 from engine.service.app import create_app
 from engine.service.keys import Tokens
+from tests.support.memes import meme
 
 TOKEN, ADMIN = "bot-test-token", "admin-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -58,18 +56,6 @@ async def engine(settings: Settings, pipeline: Any, tokens: Tokens) -> AsyncIter
     app = create_app(settings, tokens=tokens, pipeline_factory=lambda _: pipeline)
     async with TestClient(TestServer(app)) as client:
         yield client
-
-
-def meme(width: int = 160, height: int = 120, seed: int = 0) -> bytes:
-    """A small PNG drawn here: a sky, a ground and a round subject."""
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(60, 200, 3)))
-    draw = ImageDraw.Draw(im)
-    draw.rectangle((0, height * 2 // 3, width, height), fill=(70, 120, 60))
-    draw.ellipse((width // 3, height // 4, width * 2 // 3, height * 3 // 4), fill=(230, 180, 40))
-    out = io.BytesIO()
-    im.save(out, "PNG")
-    return out.getvalue()
 
 
 async def submit(

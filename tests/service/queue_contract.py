@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 from safetensors.numpy import save_file
 
 from engine.config import Settings, load_settings, replace
@@ -29,24 +27,12 @@ from engine.service.repository import default_limits
 from engine.types import AnimationOptions
 from storage.records import JobRecord, NewJob
 from storage.repository import Repository
+from tests.support.memes import meme
 
 QueueFactory = Callable[[Repository, Callable[[], Any], Settings], JobQueue]
 TEST_TIMEOUT_S = 60.0  # a whole scenario, as a safety net: each wait below has its own, shorter bound
 WAIT_S = 20.0
 SMALL = {"frames": 4, "size": 96}  # the real pipeline in about a third of a second on a CPU
-
-
-def meme(label: str = "WHEN IT MOVES") -> bytes:
-    """A small drawn meme: a face-like blob under a caption."""
-    image = Image.new("RGB", (128, 128), (250, 250, 245))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((34, 40, 98, 110), fill=(230, 160, 60))
-    draw.ellipse((50, 60, 58, 68), fill=(20, 20, 20))
-    draw.ellipse((74, 60, 82, 68), fill=(20, 20, 20))
-    draw.text((8, 6), label, fill=(0, 0, 0))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 def new_job(user: str, *, options: dict[str, Any] | None = None, image: bytes | None = None, key: str | None = None):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import shutil
@@ -17,23 +16,13 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.ports import free_port
+from tests.support.memes import meme
+from tests.support.ports import free_port
 
 TOKEN = "restart-test-token"
 ADMIN = "restart-test-admin"
 FINAL = {"done", "failed", "cancelled"}
-
-
-def meme_bytes(seed: int) -> bytes:
-    """A small picture with a bright blob, different per seed."""
-    rng = np.random.default_rng(seed)
-    pixels = np.full((200, 240, 3), rng.integers(40, 200, 3), np.uint8)
-    pixels[60:140, 80:160] = rng.integers(150, 255, 3)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "PNG")
-    return out.getvalue()
 
 
 class Engine:
@@ -98,7 +87,7 @@ dir = "{tmp / "checkpoints"}"
 
 async def submit(session: aiohttp.ClientSession, base: str, n: int) -> str:
     form = aiohttp.FormData()
-    form.add_field("image", meme_bytes(n), filename="meme.png", content_type="image/png")
+    form.add_field("image", meme(seed=n), filename="meme.png", content_type="image/png")
     form.add_field("options", json.dumps({"seed": n}))
     form.add_field("platform", "test")
     form.add_field("user_id", f"u{n % 3}")

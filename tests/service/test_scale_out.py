@@ -20,9 +20,10 @@ from uuid import uuid4
 import aiohttp
 import pytest
 
-from tests.ports import free_port
 from tests.service.postgres import POSTGRES, admin, postgres_template
-from tests.service.test_restart import TOKEN, meme_bytes
+from tests.service.test_restart import TOKEN
+from tests.support.memes import meme
+from tests.support.ports import free_port
 
 __all__ = ["postgres_template"]  # a fixture, used by name
 
@@ -149,7 +150,7 @@ def cluster(postgres_template: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 async def submit(session: aiohttp.ClientSession, base: str, user: str, n: int) -> tuple[int, dict]:
     form = aiohttp.FormData()
-    form.add_field("image", meme_bytes(n), filename="meme.png", content_type="image/png")
+    form.add_field("image", meme(seed=n), filename="meme.png", content_type="image/png")
     form.add_field("options", json.dumps({"seed": n}))
     for field, value in (("platform", "test"), ("user_id", user), ("chat_id", f"chat-{user}")):
         form.add_field(field, value)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from tests.ports import free_port
+from tests.support.memes import meme
+from tests.support.ports import free_port
 
 TOKEN, ADMIN = "serve-test-token", "serve-test-admin"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,14 +35,6 @@ def write_config(tmp_path: Path, port: int, host: str = "127.0.0.1") -> Path:
         "[generate]\nframes = 4\n[encode]\nsize = 96\n"
     )
     return config
-
-
-def meme() -> bytes:
-    im = Image.new("RGB", (160, 120), (90, 140, 200))
-    ImageDraw.Draw(im).ellipse((50, 30, 110, 90), fill=(240, 200, 40))
-    out = io.BytesIO()
-    im.save(out, "PNG")
-    return out.getvalue()
 
 
 def test_serve_runs_a_job_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

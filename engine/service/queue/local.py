@@ -16,7 +16,15 @@ from engine.config import Settings
 from engine.pipeline import ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue.protocol import JobUpdate
-from engine.service.queue.runner import Abandoned, Cancelled, Runner, run_job, script_of
+from engine.service.queue.runner import (
+    DB_TIMEOUT_S,
+    PROGRESS_INTERVAL_S,
+    Abandoned,
+    Cancelled,
+    Runner,
+    run_job,
+    script_of,
+)
 from engine.service.queue.watchers import Notifier, QueueOrder
 from storage.records import JobRecord, NewJob, Submitted
 from storage.repository import Repository
@@ -25,14 +33,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # A running job's stage and fraction reach watchers and get() at once, from memory; the row is only
-# written this often, for readers outside this process (a write per stage cost more than a quick job).
-PROGRESS_INTERVAL_S = 0.5
+# written every PROGRESS_INTERVAL_S, for readers outside this process.
 # Watchers re-read the job this often even without a notification, in case one was missed; every
 # change in this process notifies, so this is a backstop, and with many watchers each re-read costs.
 WATCH_FALLBACK_S = 5.0
 # A queued job's watchers hear of a move up the queue at most this often (see watchers.py).
 POSITION_INTERVAL_S = 0.1
-DB_TIMEOUT_S = 60.0
 
 
 class LocalJobQueue:

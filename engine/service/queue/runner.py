@@ -21,6 +21,10 @@ from storage.records import JobRecord
 log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = "The engine ran out of memory making this animation; try a smaller size or fewer frames."
+# A running job's progress row is written at most this often (a write per step cost more than a quick job).
+PROGRESS_INTERVAL_S = 0.5
+# How long the pipeline thread waits for one repository call on the queue's event loop.
+DB_TIMEOUT_S = 60.0
 IMAGE_EXPIRED = "The picture for this job is no longer kept; send it again."
 
 

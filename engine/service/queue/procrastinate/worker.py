@@ -40,7 +40,16 @@ from engine.service.queue.procrastinate.app import (
     defer,
     recovery_cron,
 )
-from engine.service.queue.runner import Abandoned, Cancelled, Outcome, Runner, run_job, script_of
+from engine.service.queue.runner import (
+    DB_TIMEOUT_S,
+    PROGRESS_INTERVAL_S,
+    Abandoned,
+    Cancelled,
+    Outcome,
+    Runner,
+    run_job,
+    script_of,
+)
 from engine.service.repository import open_repository
 from storage.records import JobRecord
 from storage.repository import Repository
@@ -52,9 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# Within a stage (a GPU backend's steps), the row is written at most this often; a new stage always is.
-PROGRESS_INTERVAL_S = 0.5
-DB_TIMEOUT_S = 60.0
+# Within a stage (a GPU backend's steps), the row is written at most every PROGRESS_INTERVAL_S; a new stage always is.
 
 
 class JobWorker:

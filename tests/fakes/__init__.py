@@ -1,0 +1,1 @@
+"""Loopback fakes of the platforms and services the product talks to."""
