@@ -2,7 +2,7 @@
 
 Usage: python bench/discord_bot.py [--interactions 100]
 Runs `makeitmove serve` in its own process, as in production (OCR off, 2 frames, 64 px: the pipeline is cheap,
-so the bot's own cost shows), and the real discord.py client (bot/discord) against tests/bot/fake_discord/.
+so the bot's own cost shows), and the real discord.py client (bot/discord) against tests/fakes/discord/.
 All interactions are dispatched at once over the gateway. Prints p50/p99 from dispatch to the defer (Discord's
 limit is 3 s; the target is 300 ms) and to the "Queued" edit, next to a baseline measured in the same run (a bare
 engine submit, as many at once), and checks that every interaction was answered and every result delivered
@@ -29,10 +29,10 @@ sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from bench.figures import percentile  # noqa: E402
 from bot.core.engine_client import EngineClient  # noqa: E402
 from bot.discord.app import running  # noqa: E402
-from engine.config import load_settings, replace  # noqa: E402
-from tests.bot import fake_discord as fd  # noqa: E402
-from tests.service.test_api import meme  # noqa: E402
+from tests.fakes import discord as fd  # noqa: E402
+from tests.support.memes import meme  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.settings import both  # noqa: E402
 
 DC_TOKEN, ENGINE_TOKEN = "bench-discord-token", "bench-engine-token"
 
@@ -74,14 +74,13 @@ async def bench(count: int, folder: Path) -> None:
     for user in users:
         fake.add_member(fd.GUILD, user, f"user{user}")
     port = free_port()
-    settings = replace(
-        load_settings(),
+    settings, bot_settings = both(dict(
         ocr={"backend": "none"}, generate={"frames": 2}, encode={"size": 64},
         storage={"url": f"sqlite:///{folder / 'engine.db'}"}, engine={"url": f"http://127.0.0.1:{port}", "port": port},
         limits={"queue_max": 100_000, "user": {"jobs": 100, "concurrent": 10}, "chat": {"jobs": 100_000}},
         discord={"api_base_url": fake.api_base_url, "gateway_url": fake.gateway_url, "dev_guild": fd.GUILD,
                  "state_file": str(folder / "pending.json")},
-    )  # fmt: skip
+    ))  # fmt: skip
     engine_process = await start_engine(folder, port)
     images = [meme(seed=i) for i in range(8)]
     attachments = [fake.add_attachment(image, f"meme{i}.png", "image/png") for i, image in enumerate(images)]
@@ -104,7 +103,7 @@ async def bench(count: int, folder: Path) -> None:
             await asyncio.sleep(0.1)
 
     env = {"DISCORD_TOKEN": DC_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN}
-    async with running(settings, env, guild_ready_timeout=0.05):
+    async with running(bot_settings, env, guild_ready_timeout=0.05):
         await fake.wait_until(lambda: fake.commands(guild=fd.GUILD), 30)
         sent: dict[str, float] = {}
 

@@ -2,7 +2,7 @@
 
 Usage: python bench/telegram.py [--users 200] [--rate 100] [--duplicates 20]
 Runs the engine in-process (OCR off, 2 frames, 64 px: the pipeline is cheap, so the bot's own cost
-shows) and the real python-telegram-bot Application against tests/bot/fake_telegram.py. Prints p50/p99
+shows) and the real python-telegram-bot Application against tests/fakes/telegram.py. Prints p50/p99
 from an update being offered to getUpdates until the "Queued" reply reaches the fake, next to a baseline
 measured in the same run (a bare engine submit), and checks that every update was answered exactly once,
 re-fetched duplicates included. Prints figures only; nothing here fails on time.
@@ -29,13 +29,13 @@ sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from bench.figures import percentile  # noqa: E402
 from bot.core.engine_client import EngineClient  # noqa: E402
 from bot.telegram.app import build_application, polling  # noqa: E402
-from engine.config import load_settings, replace  # noqa: E402
 from engine.pipeline import Pipeline  # noqa: E402
 from engine.service.app import create_app  # noqa: E402
 from engine.service.keys import Tokens  # noqa: E402
-from tests.bot.fake_telegram import FakeTelegram, Users  # noqa: E402
-from tests.service.test_api import meme  # noqa: E402
+from tests.fakes.telegram import FakeTelegram, Users  # noqa: E402
+from tests.support.memes import meme  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.settings import both  # noqa: E402
 
 TG_TOKEN, ENGINE_TOKEN = "4242:bench-telegram-token", "bench-engine-token"
 
@@ -45,14 +45,13 @@ async def bench(users: int, rate: float, duplicates: int, folder: Path) -> None:
     fake = FakeTelegram(TG_TOKEN)
     await fake.start()
     port = free_port()
-    settings = replace(
-        load_settings(),
+    settings, bot_settings = both(dict(
         ocr={"backend": "none"}, generate={"frames": 2}, encode={"size": 64},
         storage={"url": f"sqlite:///{folder / 'engine.db'}"}, engine={"url": f"http://127.0.0.1:{port}", "port": port},
         limits={"queue_max": 100_000, "user": {"jobs": 100, "concurrent": 10}, "chat": {"jobs": 100}},
         telegram={"api_base_url": fake.api_base_url, "file_base_url": fake.file_base_url,
                   "state_file": str(folder / "pending.json"), "edits_per_minute": 15},
-    )  # fmt: skip
+    ))  # fmt: skip
     pipeline = Pipeline(settings)
     runner = web.AppRunner(create_app(settings, tokens=Tokens(ENGINE_TOKEN), pipeline_factory=lambda _: pipeline))
     await runner.setup()
@@ -73,7 +72,7 @@ async def bench(users: int, rate: float, duplicates: int, folder: Path) -> None:
     people = Users(fake)
     posted: dict[tuple[int, int], float] = {}
     update_ids: list[int] = []
-    async with polling(build_application(settings, {"TELEGRAM_TOKEN": TG_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN})):
+    async with polling(build_application(bot_settings, {"TELEGRAM_TOKEN": TG_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN})):
         started = time.monotonic()
         for n in range(users):
             user = 10_000 + n

@@ -5,12 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from storage.records import Limits, Quota, Rejected
-
-if TYPE_CHECKING:
-    from engine.config import LimitsSettings
 
 # A user at their concurrency limit waits for a job to finish; this is a guess at "soon", not a promise.
 CONCURRENT_RETRY_S = 30.0
@@ -30,18 +27,6 @@ class Usage:
     chat_jobs: int  # the chat's jobs created inside the chat window
     chat_leaving: datetime | None  # the chat_jobs-th newest of them, as user_leaving
     queued: int  # every queued job
-
-
-def limits_from_settings(settings: LimitsSettings) -> Limits:
-    """The config file's [limits] as the repository's Limits (the defaults handed to Repository.open)."""
-    return Limits(
-        user_jobs=settings.user.jobs,
-        user_window_s=settings.user.window_s,
-        user_concurrent=settings.user.concurrent,
-        chat_jobs=settings.chat.jobs,
-        chat_window_s=settings.chat.window_s,
-        queue_max=settings.queue_max,
-    )
 
 
 def validate(limits: Limits) -> Limits:

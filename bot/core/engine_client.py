@@ -15,8 +15,8 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.core.errors import EngineError, EngineUnavailable, OptionError
+from bot.core.messages import ENGINE_OFFLINE
 from bot.core.models import LIMIT_KEYS, Ban, Checkpoints, Job, Limits, Quota, Stats
-from bot.core.text import ENGINE_OFFLINE
 
 log = logging.getLogger(__name__)
 

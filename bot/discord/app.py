@@ -87,9 +87,9 @@ class MakeItMove(discord.Client):
         except Exception:
             log.exception("reply trigger on message %s failed", message.id)
             with contextlib.suppress(discord.HTTPException):
-                from bot.core import text
+                from bot.core import messages
 
-                await message.reply(text.error_text(RuntimeError()), mention_author=False, allowed_mentions=NONE)
+                await message.reply(messages.error_text(RuntimeError()), mention_author=False, allowed_mentions=NONE)
 
     async def close(self) -> None:
         """Stop the watchers (their jobs stay in the state file), then the sessions and the gateway."""

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import discord
 
-from bot.core import text
+from bot.core import formatting, messages
 from bot.core.errors import BotError
 from bot.discord import delivery, media
 from bot.discord.runtime import NONE, Runtime
@@ -32,7 +32,7 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMP
     """One result button; `mim:<action>:<job id>` fits Discord's 100-character custom_id."""
 
     def __init__(self, action: str, job_id: str) -> None:
-        label = dict(text.RESULT_BUTTONS)[action]
+        label = dict(messages.RESULT_BUTTONS)[action]
         super().__init__(discord.ui.Button(label=label, style=STYLES[action], custom_id=f"mim:{action}:{job_id}"))
         self.action, self.job_id = action, job_id
 
@@ -49,7 +49,7 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMP
 def result_view(job_id: str) -> discord.ui.View:
     """The four buttons of a result, persistent (no timeout)."""
     view = discord.ui.View(timeout=None)
-    for action, _ in text.RESULT_BUTTONS:
+    for action, _ in messages.RESULT_BUTTONS:
         view.add_item(ResultButton(action, job_id))
     return view
 
@@ -66,7 +66,7 @@ async def on_button(interaction: discord.Interaction, action: str, job_id: str) 
     user = interaction.user
     if action == "del":
         if not (rt.is_admin(user) or (info is not None and info.get("user_id") == user.id)):
-            await interaction.response.send_message(text.NOT_YOUR_JOB, ephemeral=True, allowed_mentions=NONE)
+            await interaction.response.send_message(messages.NOT_YOUR_JOB, ephemeral=True, allowed_mentions=NONE)
             return
         await interaction.response.defer()
         try:
@@ -78,13 +78,13 @@ async def on_button(interaction: discord.Interaction, action: str, job_id: str) 
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             job = await rt.engine.get(job_id)
-            line = text.prompt_text(job.script)
+            line = messages.prompt_text(job.script)
         except BotError as exc:
-            line = text.error_text(exc, job_id=job_id)
-        await interaction.followup.send(text.defuse_mentions(line), ephemeral=True, allowed_mentions=NONE)
+            line = messages.error_text(exc, job_id=job_id)
+        await interaction.followup.send(formatting.defuse_mentions(line), ephemeral=True, allowed_mentions=NONE)
         return
     if info is None:
-        await interaction.response.send_message(text.UNKNOWN_JOB, ephemeral=True, allowed_mentions=NONE)
+        await interaction.response.send_message(messages.UNKNOWN_JOB, ephemeral=True, allowed_mentions=NONE)
         return
     request = delivery.request_of(info)
     if action == "again":

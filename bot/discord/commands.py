@@ -13,7 +13,7 @@ from typing import Any, Literal
 import discord
 from discord import app_commands
 
-from bot.core import text
+from bot.core import formatting, messages
 from bot.core.errors import BotError, OptionError
 from bot.core.options import CAMERAS, MAX_PROMPT_CHARS, MAX_SEED, AnimateRequest, parse_animate
 from bot.discord import delivery, media
@@ -31,7 +31,7 @@ CAMERA_CHOICES = [app_commands.Choice(name=camera, value=camera) for camera in C
 
 async def say(interaction: discord.Interaction, line: str) -> None:
     """One ephemeral sentence, as the response or as a follow-up when the response was already given."""
-    line = text.defuse_mentions(line)
+    line = formatting.defuse_mentions(line)
     if interaction.response.is_done():
         await interaction.followup.send(line, ephemeral=True, allowed_mentions=NONE)
     else:
@@ -65,7 +65,7 @@ async def animate(
 ) -> None:
     """/animate image:<attachment> [prompt] [motion] [camera] [seed]."""
     if not media.is_image(image):
-        await say(interaction, text.DISCORD_NO_IMAGE_IN_MESSAGE)
+        await say(interaction, messages.DISCORD_NO_IMAGE_IN_MESSAGE)
         return
     options = {"prompt": prompt, "motion": motion, "camera": camera.value if camera else None, "seed": seed}
     try:
@@ -82,7 +82,7 @@ async def animate_message(interaction: discord.Interaction, message: discord.Mes
     """Apps → Animate meme on any message with an image attachment or image embed."""
     found = media.in_message(message)
     if found is None:
-        await say(interaction, text.DISCORD_NO_IMAGE_IN_MESSAGE)
+        await say(interaction, messages.DISCORD_NO_IMAGE_IN_MESSAGE)
         return
     await interaction.response.defer(thinking=True)
     await _animate(
@@ -124,15 +124,15 @@ async def on_reply(client: discord.Client, rt: Runtime, message: discord.Message
     if found is None:
         found, holder = media.in_message(message), message
     if found is None:
-        line = text.DISCORD_NEED_IMAGE
+        line = messages.DISCORD_NEED_IMAGE
         if target is not None and not client.intents.message_content:
-            line = text.DISCORD_CANT_SEE_REPLY  # without the intent Discord hides other messages' attachments
+            line = messages.DISCORD_CANT_SEE_REPLY  # without the intent Discord hides other messages' attachments
         await message.reply(line, mention_author=False, allowed_mentions=NONE)
         return
     try:
         request = parse_animate(MENTION.sub(" ", message.content))
     except OptionError as exc:
-        await message.reply(text.error_text(exc), mention_author=False, allowed_mentions=NONE)
+        await message.reply(messages.error_text(exc), mention_author=False, allowed_mentions=NONE)
         return
     assert holder is not None
     limit = message.guild.filesize_limit if message.guild is not None else DEFAULT_UPLOAD_LIMIT
@@ -154,9 +154,9 @@ async def history(interaction: discord.Interaction) -> None:
     try:
         jobs = await rt.engine.history(PLATFORM, str(interaction.user.id), limit=10)
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
         return
-    await say(interaction, text.history_text(list(jobs)))
+    await say(interaction, messages.history_text(list(jobs)))
 
 
 @app_commands.command(name="quota", description="How many animations you have left")
@@ -165,9 +165,9 @@ async def quota(interaction: discord.Interaction) -> None:
     try:
         left = await runtime_of(interaction).engine.quota(PLATFORM, str(interaction.user.id))
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
         return
-    await say(interaction, text.quota_text(left))
+    await say(interaction, messages.quota_text(left))
 
 
 @app_commands.command(name="cancel", description="Stop your animation that is still queued or running")
@@ -179,17 +179,17 @@ async def cancel(interaction: discord.Interaction) -> None:
         jobs = await rt.engine.history(PLATFORM, user_id, limit=10)
         active = next((job for job in jobs if job.status in ACTIVE), None)
         if active is None:
-            await say(interaction, text.NOTHING_TO_CANCEL)
+            await say(interaction, messages.NOTHING_TO_CANCEL)
             return
         job = await rt.engine.cancel(active.id, platform=PLATFORM, user_id=user_id)
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
         return
     if job.status != "cancelled":
-        await say(interaction, text.NOT_CANCELLABLE)
+        await say(interaction, messages.NOT_CANCELLABLE)
         return
-    await delivery.end_without_result(rt, interaction.client, job.id, text.CANCELLED)
-    await say(interaction, text.CANCELLED)
+    await delivery.end_without_result(rt, interaction.client, job.id, messages.CANCELLED)
+    await say(interaction, messages.CANCELLED)
 
 
 @app_commands.command(name="help", description="What I do and how to ask")
@@ -202,7 +202,7 @@ async def help_command(interaction: discord.Interaction) -> None:
 def help_text(*, is_admin: bool, replies: bool) -> str:
     """The Discord /help: the ways to start (the reply trigger when it is on) and, for admins, their commands."""
     lines = [
-        f"{text.BOT_NAME} turns a meme into an animated GIF.",
+        f"{messages.BOT_NAME} turns a meme into an animated GIF.",
         "• /animate with the meme attached (prompt, motion, camera and seed are optional)",
         "• Apps → Animate meme on any message with an image",
     ]
@@ -220,7 +220,7 @@ def help_text(*, is_admin: bool, replies: bool) -> str:
 async def _admin(interaction: discord.Interaction) -> Runtime | None:
     rt = runtime_of(interaction)
     if not rt.is_admin(interaction.user):
-        await say(interaction, text.ONLY_ADMINS)
+        await say(interaction, messages.ONLY_ADMINS)
         return None
     return rt
 
@@ -236,9 +236,9 @@ async def lora_list(interaction: discord.Interaction) -> None:
     if (rt := await _admin(interaction)) is None:
         return
     try:
-        await say(interaction, text.checkpoints_text(await rt.engine.checkpoints()))
+        await say(interaction, messages.checkpoints_text(await rt.engine.checkpoints()))
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
 
 
 @lora.command(name="use", description="Switch to a LoRA checkpoint (from the next job on)")
@@ -273,9 +273,9 @@ async def _activate(interaction: discord.Interaction, name: str | None) -> None:
     try:
         await rt.engine.activate_checkpoint(name)
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
         return
-    await say(interaction, text.checkpoint_activated_text(name))
+    await say(interaction, messages.checkpoint_activated_text(name))
 
 
 @app_commands.command(name="stats", description="Queue and usage numbers")
@@ -286,9 +286,9 @@ async def stats(interaction: discord.Interaction) -> None:
     if (rt := await _admin(interaction)) is None:
         return
     try:
-        await say(interaction, text.stats_text(await rt.engine.stats()))
+        await say(interaction, messages.stats_text(await rt.engine.stats()))
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
 
 
 @app_commands.command(name="ban", description="Ban a user from the bot")
@@ -302,9 +302,9 @@ async def ban(
     if (rt := await _admin(interaction)) is None:
         return
     try:
-        await say(interaction, text.ban_text(await rt.engine.ban(PLATFORM, str(user.id), reason or "")))
+        await say(interaction, messages.ban_text(await rt.engine.ban(PLATFORM, str(user.id), reason or "")))
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
 
 
 @app_commands.command(name="unban", description="Lift a ban")
@@ -318,9 +318,9 @@ async def unban(interaction: discord.Interaction, user: discord.User) -> None:
     try:
         lifted = await rt.engine.unban(PLATFORM, str(user.id))
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
         return
-    await say(interaction, text.unban_text(PLATFORM, str(user.id), lifted))
+    await say(interaction, messages.unban_text(PLATFORM, str(user.id), lifted))
 
 
 Limit = app_commands.Range[int, 1, 10**9]
@@ -345,9 +345,9 @@ async def limits(
     try:
         now = await rt.engine.set_limits(**numbers) if numbers else await rt.engine.limits()
     except BotError as exc:
-        await say(interaction, text.error_text(exc))
+        await say(interaction, messages.error_text(exc))
         return
-    await say(interaction, text.limits_text(now, changed=bool(numbers)))
+    await say(interaction, messages.limits_text(now, changed=bool(numbers)))
 
 
 def register(tree: app_commands.CommandTree[discord.Client]) -> None:
@@ -364,12 +364,12 @@ async def on_error(interaction: discord.Interaction, error: app_commands.AppComm
     """Log the traceback; tell the user one calm sentence, privately."""
     cause = getattr(error, "original", error)
     if isinstance(cause, BotError):
-        line = text.error_text(cause)
+        line = messages.error_text(cause)
     elif isinstance(error, app_commands.CheckFailure):
-        line = text.ONLY_ADMINS
+        line = messages.ONLY_ADMINS
     else:
         log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
-        line = text.error_text(RuntimeError())
+        line = messages.error_text(RuntimeError())
     try:
         await say(interaction, line)
     except discord.HTTPException:

@@ -19,7 +19,7 @@ from typing import Any
 
 import discord
 
-from bot.core import text
+from bot.core import formatting, messages
 from bot.core.errors import BotError, EngineError
 from bot.core.follow import follow
 from bot.core.models import Job
@@ -97,9 +97,9 @@ async def animate_interaction(
         try:
             job = await submit(rt, req)
         except BotError as exc:
-            await refuse_after_defer(interaction, text.error_text(exc))
+            await refuse_after_defer(interaction, messages.error_text(exc))
             return
-        line = text.queued_text(job.position)
+        line = messages.queued_text(job.position)
         try:
             status_id: int | None = (await interaction.edit_original_response(content=line, allowed_mentions=NONE)).id
         except discord.HTTPException as exc:  # the job is queued all the same: its result goes to the channel
@@ -127,11 +127,11 @@ async def animate_message(rt: Runtime, client: discord.Client, message: discord.
         try:
             job = await submit(rt, req)
         except BotError as exc:
-            await message.reply(text.error_text(exc), mention_author=False, allowed_mentions=NONE)
+            await message.reply(messages.error_text(exc), mention_author=False, allowed_mentions=NONE)
             return
         if job.id in rt.pending:  # the engine knew the key: a redelivered event after a restart
             return
-        line = text.queued_text(job.position)
+        line = messages.queued_text(job.position)
         status = await message.reply(line, mention_author=False, allowed_mentions=NONE)
         rt.edited_at[job.id] = time.monotonic()
         rt.pending.add(job.id, _info(req, job, status.id, line, reply_to=message.id))
@@ -143,7 +143,7 @@ async def animate_message(rt: Runtime, client: discord.Client, message: discord.
 
 async def refuse_after_defer(interaction: discord.Interaction, line: str) -> None:
     """After a public "thinking…": say it privately (ephemeral) and take the thinking message away."""
-    await interaction.followup.send(text.defuse_mentions(line), ephemeral=True, allowed_mentions=NONE)
+    await interaction.followup.send(formatting.defuse_mentions(line), ephemeral=True, allowed_mentions=NONE)
     with contextlib.suppress(discord.HTTPException):
         await interaction.delete_original_response()
 
@@ -178,7 +178,7 @@ async def stop_watching(rt: Runtime) -> None:
 
 async def _follow(rt: Runtime, client: discord.Client, job_id: str) -> None:
     async def lost(exc: EngineError) -> None:
-        await end_without_result(rt, client, job_id, text.error_text(exc, job_id=job_id))
+        await end_without_result(rt, client, job_id, messages.error_text(exc, job_id=job_id))
 
     await follow(
         rt.engine, job_id, progress=partial(_show_progress, rt, client), finish=partial(_finish, rt, client), lost=lost
@@ -190,7 +190,7 @@ async def _show_progress(rt: Runtime, client: discord.Client, job: Job) -> None:
     info = rt.pending.get(job.id)
     if info is None or info.get("delivered"):
         return
-    rt.latest[job.id] = text.status_text(job)
+    rt.latest[job.id] = messages.status_text(job)
     await _sync_status(rt, client, job.id)
 
 
@@ -211,7 +211,7 @@ async def _sync_status(rt: Runtime, client: discord.Client, job_id: str) -> None
         return
     rt.edited_at[job_id] = time.monotonic()
     try:
-        await edit_message(client, info, content=text.defuse_mentions(line))
+        await edit_message(client, info, content=formatting.defuse_mentions(line))
     except (discord.HTTPException, NoStatus) as exc:  # deleted, or out of reach: the result still comes
         log.info("status of job %s not edited: %s", job_id, exc)
         return
@@ -250,18 +250,20 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
     if info is None or info.get("delivered"):
         return
     if job.status != "done":
-        await end_without_result(rt, client, job.id, text.error_text(job))
+        await end_without_result(rt, client, job.id, messages.error_text(job))
         return
     data, content_type = await rt.engine.result(job.id)
     extension = "mp4" if content_type.startswith("video/") else "gif"
-    caption = text.defuse_mentions(text.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt")))
+    caption = formatting.defuse_mentions(
+        messages.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
+    )
     if info.get("sending"):
         # A restart came between the upload and recording it. Through a live token the message says whether
         # the upload landed; otherwise send again under a line that says so, rather than never.
         if await _already_sent(client, info):
             _delivered(rt, job, int(info["status_id"]))
             return
-        caption = f"{text.SENT_AGAIN}\n{caption}"
+        caption = f"{messages.SENT_AGAIN}\n{caption}"
     else:
         rt.pending.update(job.id, sending=True)
     try:
@@ -271,7 +273,7 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
             raise  # Discord's own trouble: the watcher tries again
         # too large, or the channel is out of reach (deleted, no permission): trying again won't help
         log.warning("job %s: the result could not be posted (%s)", job.id, exc)
-        line = text.DISCORD_NO_UPLOAD if exc.status == 413 or exc.code == TOO_LARGE else text.DISCORD_CANT_POST
+        line = messages.DISCORD_NO_UPLOAD if exc.status == 413 or exc.code == TOO_LARGE else messages.DISCORD_CANT_POST
         await end_without_result(rt, client, job.id, line)
         return
     _delivered(rt, job, message_id)
@@ -324,7 +326,7 @@ async def _upload(
         if info.get("reply_to") and info.get("status_id"):
             await channel.get_partial_message(int(info["status_id"])).delete()
         elif not info.get("reply_to"):
-            await edit_message(client, info, content=text.DISCORD_SEE_BELOW)
+            await edit_message(client, info, content=messages.DISCORD_SEE_BELOW)
     return sent.id
 
 
@@ -334,12 +336,12 @@ async def end_without_result(rt: Runtime, client: discord.Client, job_id: str, l
     if info is None or info.get("delivered"):
         return False
     try:
-        await edit_message(client, info, content=text.defuse_mentions(line))
+        await edit_message(client, info, content=formatting.defuse_mentions(line))
     except (discord.HTTPException, NoStatus) as exc:
         log.info("job %s: status not edited (%s); telling the channel", job_id, exc)
         with contextlib.suppress(discord.HTTPException):
             channel = client.get_partial_messageable(int(info["channel_id"]))
-            await channel.send(text.defuse_mentions(line), allowed_mentions=NONE)
+            await channel.send(formatting.defuse_mentions(line), allowed_mentions=NONE)
     rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
     _forget_status(rt, job_id)
     log.info("job %s ended without a result: %s", job_id, line)

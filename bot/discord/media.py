@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import discord
 
-from bot.core import text
+from bot.core import messages
 from bot.core.errors import BotError
+from engine.units import human_bytes
 
 MAX_DOWNLOAD = 25 * 1024 * 1024  # far above any meme; the engine refuses past its own, smaller limit
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -59,19 +60,19 @@ def _name_of(url: str) -> str:
 async def download(session: aiohttp.ClientSession, image: Image) -> bytes:
     """The image's bytes; BotError with a readable sentence when it can't be had."""
     if image.size is not None and image.size > MAX_DOWNLOAD:
-        raise BotError(f"That file is too large (the limit is {text.human_bytes(MAX_DOWNLOAD)}).")
+        raise BotError(f"That file is too large (the limit is {human_bytes(MAX_DOWNLOAD)}).")
     try:
         async with session.get(image.url, timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S)) as response:
             if response.status != 200:
-                raise BotError(text.IMAGE_GONE if response.status in (403, 404, 410) else text.DOWNLOAD_FAILED)
+                raise BotError(messages.IMAGE_GONE if response.status in (403, 404, 410) else messages.DOWNLOAD_FAILED)
             data = bytearray()
             async for chunk in response.content.iter_chunked(64 * 1024):
                 data += chunk
                 if len(data) > MAX_DOWNLOAD:
-                    raise BotError(f"That file is too large (the limit is {text.human_bytes(MAX_DOWNLOAD)}).")
+                    raise BotError(f"That file is too large (the limit is {human_bytes(MAX_DOWNLOAD)}).")
             return bytes(data)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BotError(text.DOWNLOAD_FAILED) from exc
+        raise BotError(messages.DOWNLOAD_FAILED) from exc
 
 
 def session() -> aiohttp.ClientSession:

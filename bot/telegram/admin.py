@@ -7,7 +7,7 @@ import logging
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.core import text
+from bot.core import messages
 from bot.core.errors import BotError
 from bot.core.options import parse_limits
 from bot.telegram.handlers import reply
@@ -22,7 +22,7 @@ async def _admin_args(update: Update, context: ContextTypes.DEFAULT_TYPE) -> lis
     if message is None or user is None:
         return None
     if not runtime(context).is_admin(user.id):
-        await reply(message, text.ONLY_ADMINS)
+        await reply(message, messages.ONLY_ADMINS)
         return None
     return list(context.args or [])
 
@@ -36,16 +36,16 @@ async def lora(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         if args[:1] == ["use"] and len(args) == 2:
             listing = await engine.activate_checkpoint(args[1])
-            answer = text.checkpoint_activated_text(listing.active)
+            answer = messages.checkpoint_activated_text(listing.active)
         elif args == ["off"]:
             await engine.activate_checkpoint(None)
-            answer = text.checkpoint_activated_text(None)
+            answer = messages.checkpoint_activated_text(None)
         elif not args:
-            answer = text.checkpoints_text(await engine.checkpoints())
+            answer = messages.checkpoints_text(await engine.checkpoints())
         else:
-            answer = text.LORA_USAGE
+            answer = messages.LORA_USAGE
     except BotError as exc:
-        answer = text.error_text(exc)
+        answer = messages.error_text(exc)
     await reply(update.effective_message, answer)
 
 
@@ -54,9 +54,9 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if await _admin_args(update, context) is None or update.effective_message is None:
         return
     try:
-        answer = text.stats_text(await runtime(context).engine.stats())
+        answer = messages.stats_text(await runtime(context).engine.stats())
     except BotError as exc:
-        answer = text.error_text(exc)
+        answer = messages.error_text(exc)
     await reply(update.effective_message, answer)
 
 
@@ -66,12 +66,12 @@ async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if args is None or update.effective_message is None:
         return
     if not args or not args[0].isdigit():
-        await reply(update.effective_message, text.BAN_USAGE)
+        await reply(update.effective_message, messages.BAN_USAGE)
         return
     try:
-        answer = text.ban_text(await runtime(context).engine.ban(PLATFORM, args[0], " ".join(args[1:])))
+        answer = messages.ban_text(await runtime(context).engine.ban(PLATFORM, args[0], " ".join(args[1:])))
     except BotError as exc:
-        answer = text.error_text(exc)
+        answer = messages.error_text(exc)
     await reply(update.effective_message, answer)
 
 
@@ -81,13 +81,13 @@ async def unban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if args is None or update.effective_message is None:
         return
     if len(args) != 1 or not args[0].isdigit():
-        await reply(update.effective_message, text.UNBAN_USAGE)
+        await reply(update.effective_message, messages.UNBAN_USAGE)
         return
     try:
         lifted = await runtime(context).engine.unban(PLATFORM, args[0])
-        answer = text.unban_text(PLATFORM, args[0], lifted)
+        answer = messages.unban_text(PLATFORM, args[0], lifted)
     except BotError as exc:
-        answer = text.error_text(exc)
+        answer = messages.error_text(exc)
     await reply(update.effective_message, answer)
 
 
@@ -99,9 +99,9 @@ async def limits(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     engine = runtime(context).engine
     try:
         if args:
-            answer = text.limits_text(await engine.set_limits(**parse_limits(" ".join(args))), changed=True)
+            answer = messages.limits_text(await engine.set_limits(**parse_limits(" ".join(args))), changed=True)
         else:
-            answer = text.limits_text(await engine.limits())
+            answer = messages.limits_text(await engine.limits())
     except BotError as exc:
-        answer = text.error_text(exc)
+        answer = messages.error_text(exc)
     await reply(update.effective_message, answer)

@@ -22,7 +22,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.core import text
+from bot.core import messages
 from bot.core.engine_client import EngineClient
 from bot.core.errors import BotError
 from bot.core.pending import PendingJobs
@@ -120,7 +120,7 @@ def add_handlers(application: Application) -> None:
 
 async def startup(application: Application) -> None:
     """Advertise the commands, then resume watching the jobs the state file says are in flight."""
-    commands = [BotCommand(name, what) for name, what, admin_only in text.COMMANDS if not admin_only]
+    commands = [BotCommand(name, what) for name, what, admin_only in messages.COMMANDS if not admin_only]
     try:
         await application.bot.set_my_commands(commands)
     except Exception:  # a cosmetic call; the bot works without it
@@ -145,7 +145,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if isinstance(message, Message):
         error = context.error if isinstance(context.error, BotError) else None
         with contextlib.suppress(Exception):  # the error may be Telegram itself being unreachable
-            await message.reply_text(text.error_text(error) if error else text.error_text(RuntimeError()))
+            await message.reply_text(messages.error_text(error) if error else messages.error_text(RuntimeError()))
 
 
 @contextlib.asynccontextmanager

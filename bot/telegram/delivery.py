@@ -12,7 +12,7 @@ from typing import Any
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
-from bot.core import text
+from bot.core import messages
 from bot.core.errors import EngineError, EngineUnavailable
 from bot.core.follow import follow
 from bot.core.models import Job
@@ -52,7 +52,7 @@ async def _submit(
             idempotency_key=key,
         )  # fmt: skip
     except (EngineError, EngineUnavailable) as exc:
-        line = text.error_text(exc)
+        line = messages.error_text(exc)
         rt.throttle.reserve(chat_id)
         await sending.call(lambda: bot.send_message(chat_id, line, reply_parameters=reply), what="send")
         return
@@ -61,7 +61,7 @@ async def _submit(
         return
     rt.throttle.reserve(chat_id)
     status = await sending.call(
-        lambda: bot.send_message(chat_id, text.queued_text(job.position), reply_parameters=reply), what="send"
+        lambda: bot.send_message(chat_id, messages.queued_text(job.position), reply_parameters=reply), what="send"
     )
     rt.pending.add(
         job.id,
@@ -102,7 +102,7 @@ async def stop_watching(rt: Runtime) -> None:
 
 async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
     async def lost(exc: EngineError) -> None:
-        await end_without_result(rt, bot, job_id, text.error_text(exc, job_id=job_id))
+        await end_without_result(rt, bot, job_id, messages.error_text(exc, job_id=job_id))
 
     await follow(
         rt.engine, job_id, progress=partial(_show_progress, rt, bot), finish=partial(_finish, rt, bot), lost=lost
@@ -113,7 +113,7 @@ async def _show_progress(rt: Runtime, bot: Bot, job: Job) -> None:
     info = rt.pending.get(job.id)
     if info is None or info.get("delivered"):  # e.g. /cancel already put "Cancelled." there
         return
-    line = text.status_text(job)
+    line = messages.status_text(job)
     if line == rt.shown.get(job.id, info.get("status_text")) or not rt.throttle.allow(info["chat_id"]):
         return  # unchanged, or this chat has had its edits for now: the next event brings a fresher line
     with contextlib.suppress(BadRequest):  # "message is not modified" or the user deleted it
@@ -129,15 +129,15 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
     if info is None or info.get("delivered"):
         return
     if job.status != "done":
-        await end_without_result(rt, bot, job.id, text.error_text(job))
+        await end_without_result(rt, bot, job.id, messages.error_text(job))
         return
     data, _ = await rt.engine.result(job.id)
-    caption = text.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
+    caption = messages.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
     # Telegram has no call to ask whether a message went out, so a bot stopped between sendAnimation and
     # the `delivered` write can't know. It records `sending` first; after a restart such a job is sent
     # again under a line that says so: a labelled duplicate now and then beats a result that never comes.
     if info.get("sending"):
-        caption = f"{text.SENT_AGAIN}\n{caption}"
+        caption = f"{messages.SENT_AGAIN}\n{caption}"
         log.info("job %s may have been sent before a restart; sending it again", job.id)
     else:
         rt.pending.update(job.id, sending=True)
@@ -181,7 +181,9 @@ async def send_result(bot: Bot, chat_id: int, data: bytes, caption: str, job_id:
 
 def result_buttons(job_id: str) -> InlineKeyboardMarkup:
     """🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete; callback data `mim:<action>:<job id>` fits 64 bytes."""
-    row = [InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}") for action, label in text.RESULT_BUTTONS]
+    row = [
+        InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}") for action, label in messages.RESULT_BUTTONS
+    ]
     return InlineKeyboardMarkup([row[:2], row[2:]])
 
 

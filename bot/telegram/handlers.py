@@ -8,7 +8,7 @@ import re
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.ext import ContextTypes
 
-from bot.core import text
+from bot.core import messages
 from bot.core.errors import BotError, OptionError
 from bot.core.options import parse_animate
 from bot.telegram import sending
@@ -32,7 +32,7 @@ async def reply(message: Message, line: str) -> None:
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/start: the greeting."""
     if update.effective_message:
-        await reply(update.effective_message, text.start_text())
+        await reply(update.effective_message, messages.start_text())
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -40,7 +40,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     user = update.effective_user
     if update.effective_message:
         is_admin = runtime(context).is_admin(user.id if user else None)
-        await reply(update.effective_message, text.help_text(is_admin=is_admin))
+        await reply(update.effective_message, messages.help_text(is_admin=is_admin))
 
 
 async def animate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -53,12 +53,12 @@ async def animate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return  # /animate@another_bot
     source = image_source(message) or image_source(message.reply_to_message)
     if source is None:
-        await reply(message, text.NEED_IMAGE)
+        await reply(message, messages.NEED_IMAGE)
         return
     try:
         request = parse_animate(match.group(2) or "")
     except OptionError as exc:
-        await reply(message, text.error_text(exc))
+        await reply(message, messages.error_text(exc))
         return
     holder = message if source.message_id == message.message_id else message.reply_to_message
     await start_job(
@@ -72,10 +72,10 @@ async def offer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is None:
         return
-    button = InlineKeyboardMarkup([[InlineKeyboardButton(text.ANIMATE_BUTTON, callback_data="mim:go")]])
+    button = InlineKeyboardMarkup([[InlineKeyboardButton(messages.ANIMATE_BUTTON, callback_data="mim:go")]])
     await sending.call(
         lambda: message.reply_text(
-            text.OFFER_TEXT, reply_markup=button, reply_parameters=ReplyParameters(message.message_id)
+            messages.OFFER_TEXT, reply_markup=button, reply_parameters=ReplyParameters(message.message_id)
         ),
         what="send",
     )
@@ -91,7 +91,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     info = rt.pending.get(job_id) if job_id else None
     allowed = info is None or query.from_user.id == info["user_id"] or rt.is_admin(query.from_user.id)
     if action == "del" and not allowed:
-        await query.answer(text.NOT_YOUR_JOB, show_alert=True)  # the refusal is the answer itself
+        await query.answer(messages.NOT_YOUR_JOB, show_alert=True)  # the refusal is the answer itself
         return
     await query.answer()
     message = query.message if isinstance(query.message, Message) else None
@@ -102,7 +102,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if action == "go":
             source = image_source(message.reply_to_message)
             if source is None:
-                await sending.call(lambda: context.bot.send_message(chat_id, text.NEED_IMAGE), what="send")
+                await sending.call(lambda: context.bot.send_message(chat_id, messages.NEED_IMAGE), what="send")
                 return
             await start_job(
                 rt, context.bot, chat_id=chat_id, user_id=user_id, source=source, request=parse_animate(""),
@@ -110,7 +110,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             )  # fmt: skip
         elif action in ("again", "more"):
             if info is None:
-                await sending.call(lambda: context.bot.send_message(chat_id, text.UNKNOWN_JOB), what="send")
+                await sending.call(lambda: context.bot.send_message(chat_id, messages.UNKNOWN_JOB), what="send")
                 return
             request = request_of(info)
             if action == "again":
@@ -126,7 +126,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             job = await rt.engine.get(job_id)
             await sending.call(
                 lambda: context.bot.send_message(
-                    chat_id, text.prompt_text(job.script), reply_parameters=ReplyParameters(message.message_id)
+                    chat_id, messages.prompt_text(job.script), reply_parameters=ReplyParameters(message.message_id)
                 ),
                 what="send",
             )
@@ -135,10 +135,10 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         elif action == "send":
             data, _ = await rt.engine.result(job_id)
             job = await rt.engine.get(job_id)
-            caption = text.result_caption(None, (job.script or {}).get("motion_prompt"))
+            caption = messages.result_caption(None, (job.script or {}).get("motion_prompt"))
             await send_result(context.bot, chat_id, data, caption, job_id, reply_to=message.message_id)
     except BotError as exc:
-        line = text.error_text(exc, job_id=job_id)
+        line = messages.error_text(exc, job_id=job_id)
         await sending.call(lambda: context.bot.send_message(chat_id, line), what="send")
 
 
@@ -150,7 +150,7 @@ async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         jobs = await runtime(context).engine.history(PLATFORM, str(user.id), limit=10)
     except BotError as exc:
-        await reply(message, text.error_text(exc))
+        await reply(message, messages.error_text(exc))
         return
     buttons = [
         InlineKeyboardButton(str(n), callback_data=f"mim:send:{job.id}")
@@ -160,7 +160,7 @@ async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     markup = InlineKeyboardMarkup([buttons[:5], buttons[5:]]) if buttons else None
     await sending.call(
         lambda: message.reply_text(
-            _numbered(text.history_text(list(jobs))), reply_markup=markup,
+            _numbered(messages.history_text(list(jobs))), reply_markup=markup,
             reply_parameters=ReplyParameters(message.message_id),
         ),
         what="send",
@@ -175,9 +175,9 @@ async def quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         left = await runtime(context).engine.quota(PLATFORM, str(user.id))
     except BotError as exc:
-        await reply(message, text.error_text(exc))
+        await reply(message, messages.error_text(exc))
         return
-    await reply(message, text.quota_text(left))
+    await reply(message, messages.quota_text(left))
 
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -190,20 +190,20 @@ async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         jobs = await rt.engine.history(PLATFORM, str(user.id), limit=10)
         active = next((job for job in jobs if job.status in ACTIVE), None)
         if active is None:
-            await reply(message, text.NOTHING_TO_CANCEL)
+            await reply(message, messages.NOTHING_TO_CANCEL)
             return
         job = await rt.engine.cancel(active.id, platform=PLATFORM, user_id=str(user.id))
     except BotError as exc:
-        await reply(message, text.error_text(exc))
+        await reply(message, messages.error_text(exc))
         return
     if job.status != "cancelled":
-        await reply(message, text.NOT_CANCELLABLE)
+        await reply(message, messages.NOT_CANCELLABLE)
         return
     # Its "Queued"/progress line becomes "Cancelled." at once rather than when the engine's event arrives;
     # that edit answers the command when it is in this chat, so the user gets one message, not two.
     shown_here = (rt.pending.get(job.id) or {}).get("chat_id") == message.chat_id
-    if not await end_without_result(rt, context.bot, job.id, text.CANCELLED) or not shown_here:
-        await reply(message, text.CANCELLED)
+    if not await end_without_result(rt, context.bot, job.id, messages.CANCELLED) or not shown_here:
+        await reply(message, messages.CANCELLED)
 
 
 def _numbered(history_text: str) -> str:

@@ -12,15 +12,15 @@ from aiohttp import web
 
 from bot.core.pending import PendingJobs
 from bot.discord.app import running
-from engine.config import Settings, load_settings, replace
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.app import create_app
 from engine.service.keys import Tokens
 from engine.types import AnimationOptions
-from tests.bot import fake_discord as fd
 from tests.bot.test_telegram import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL
-from tests.service.test_api import meme
+from tests.fakes import discord as fd
+from tests.support.memes import meme
 from tests.support.ports import free_port
+from tests.support.settings import both
 
 DC_TOKEN = "fake-discord-bot-token"
 ENV = {"DISCORD_TOKEN": DC_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}
@@ -72,7 +72,7 @@ class World:
         }  # fmt: skip
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
-        self.settings: Settings = replace(load_settings(), **base)
+        self.settings, self.bot_settings = both(base)
         if {"generate", "encode"} & set(sections):  # a pipeline of its own for these settings
             self.gate = Gate(Pipeline(self.settings))
         self._runner: web.AppRunner | None = None
@@ -90,10 +90,10 @@ class World:
 
     def bot(self) -> Any:
         """A running bot, as `makeitmove bot discord` runs it: `async with world.bot():`."""
-        return running(self.settings, ENV, timeout=WAIT_S, guild_ready_timeout=0.05)
+        return running(self.bot_settings, ENV, timeout=WAIT_S, guild_ready_timeout=0.05)
 
     def pending(self) -> dict[str, dict[str, Any]]:
-        return PendingJobs(self.settings.discord.state_file).all()
+        return PendingJobs(self.bot_settings.discord.state_file).all()
 
     async def result(self, interaction: dict[str, Any]) -> dict[str, Any]:
         """The result in the interaction's message, once the bot has also recorded it as delivered."""

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image, ImageDraw
 
-from bot.core import engine_client, text
+from bot.core import engine_client, messages
 from bot.core.engine_client import EngineClient
 from bot.core.errors import EngineError, EngineUnavailable, OptionError
 from bot.core.models import Job
@@ -87,7 +87,7 @@ def test_submit_follow_and_fetch_the_gif(tmp_path: Path, pipeline: Pipeline) -> 
         # but those seen come in pipeline order and the job is followed through more than one.
         order = ["intake", "ocr", "detext", "caption", "synthesize", "generate", "postprocess", "encode", "done"]
         assert len(set(stages)) >= 2 and stages == sorted(stages, key=order.index), stages
-        assert text.status_text(seen[0]) in ("Queued", "Queued — #1")
+        assert messages.status_text(seen[0]) in ("Queued", "Queued — #1")
         assert [j.fraction for j in seen] == sorted(j.fraction for j in seen)
 
         data, content_type = await client.result(second.id)
@@ -109,7 +109,7 @@ def test_submit_follow_and_fetch_the_gif(tmp_path: Path, pipeline: Pipeline) -> 
         assert caught.value.status == 403 and caught.value.code == "not_your_job"
         with pytest.raises(EngineError) as caught:
             await client.get("0" * 32)
-        assert caught.value.code == "job_not_found" and text.error_text(caught.value) == text.UNKNOWN_JOB
+        assert caught.value.code == "job_not_found" and messages.error_text(caught.value) == messages.UNKNOWN_JOB
         with pytest.raises(EngineError) as caught:
             await client.result("0" * 32)
         assert caught.value.status == 404
@@ -135,13 +135,13 @@ def test_refusals_are_engine_errors(tmp_path: Path, pipeline: Pipeline, caplog: 
             await submit(client)
         error = caught.value
         assert error.status == 429 and error.code == "rate_limited" and error.retry_after is not None
-        assert 0 < error.retry_after <= 600 and "try again in" in text.error_text(error)
+        assert 0 < error.retry_after <= 600 and "try again in" in messages.error_text(error)
         assert (await submit(client, is_admin=True)).status == "queued"  # admins are exempt
 
         with pytest.raises(EngineError) as caught:
             await client.submit(b"%PDF-1.4 nope", filename="x.pdf", options={}, platform="test", user_id="u2",
                                 chat_id="c1")  # fmt: skip
-        assert caught.value.code == "not_an_image" and text.error_text(caught.value) == caught.value.message
+        assert caught.value.code == "not_an_image" and messages.error_text(caught.value) == caught.value.message
         with pytest.raises(EngineError) as caught:
             await submit(client, user="u3", options={"fps": 500})
         assert caught.value.status == 400 and "fps" in caught.value.message
@@ -165,7 +165,7 @@ def test_admin_calls(tmp_path: Path, pipeline: Pipeline) -> None:
         assert (ban.platform, ban.user_id, ban.reason) == ("test", "u9", "spam")
         with pytest.raises(EngineError) as caught:
             await submit(client, user="u9")
-        assert caught.value.code == "banned" and text.error_text(caught.value) == text.BANNED
+        assert caught.value.code == "banned" and messages.error_text(caught.value) == messages.BANNED
         assert await client.unban("test", "u9") is True and await client.unban("test", "u9") is False
         assert (await submit(client, user="u9")).status == "queued"
 
@@ -188,7 +188,7 @@ def test_an_engine_that_is_down_is_unavailable_quickly(monkeypatch: pytest.Monke
             for call in (client.get("0" * 32), client.quota("test", "u1"), submit(client)):
                 with pytest.raises(EngineUnavailable) as caught:
                     await call
-                assert str(caught.value) == text.ENGINE_OFFLINE
+                assert str(caught.value) == messages.ENGINE_OFFLINE
             assert time.monotonic() - started < 10
             monkeypatch.setattr(engine_client, "STREAM_BACKOFF_S", (0.01,))
             with pytest.raises(EngineUnavailable):  # reconnects, then polls, then gives up

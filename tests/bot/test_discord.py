@@ -10,9 +10,8 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.core import text
+from bot.core import messages
 from engine.pipeline import Pipeline
-from tests.bot import fake_discord as fd
 from tests.bot.discord_world import (
     EXAMPLE,
     WAIT_S,
@@ -26,6 +25,7 @@ from tests.bot.discord_world import (
     reply_saying,
     run,
 )
+from tests.fakes import discord as fd
 
 
 def test_slash_command_defers_shows_progress_and_delivers_a_gif_with_buttons(
@@ -85,7 +85,7 @@ def test_context_menu_on_an_embed_and_on_a_message_without_an_image(tmp_path: Pa
         refused = await fake.context_menu("Animate meme", target_message=words, user=fd.ALICE)
         answer = (await fake.wait_until(lambda: fake.responses_of(refused), WAIT_S))[0]
         assert answer["type"] == 4 and answer["data"]["flags"] == fd.EPHEMERAL
-        assert answer["data"]["content"] == text.DISCORD_NO_IMAGE_IN_MESSAGE
+        assert answer["data"]["content"] == messages.DISCORD_NO_IMAGE_IN_MESSAGE
         no_pings(fake)
 
     run(tmp_path, pipeline, scenario)
@@ -112,7 +112,7 @@ def test_reply_trigger_with_the_intent_takes_prompt_and_options(tmp_path: Path, 
         await fake.wait_for(lambda c: c.method == "DELETE" and c.path.startswith(f"/channels/{fd.CHANNEL}/messages/"))
         await fake.post_message(fd.CHANNEL, fd.ALICE, "lol", reply_to=int(result["id"]))  # pings the bot, names it not
         await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}>")  # a mention with no meme anywhere
-        await fake.wait_until(lambda: reply_saying(fake, text.DISCORD_NEED_IMAGE), WAIT_S)
+        await fake.wait_until(lambda: reply_saying(fake, messages.DISCORD_NEED_IMAGE), WAIT_S)
         assert len(world.pending()) == 1, "the reply to the result started nothing"
         no_pings(fake)
 
@@ -128,7 +128,7 @@ def test_reply_trigger_without_the_intent_starts_anyway_and_says_what_to_do(
         assert any("Message Content Intent" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
         posted = await fake.post_message(fd.CHANNEL, fd.BOB, "", attachments=[fake.add_attachment(png(), "m.png")])
         await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}> dance", reply_to=int(posted["id"]))
-        await fake.wait_until(lambda: reply_saying(fake, text.DISCORD_CANT_SEE_REPLY), WAIT_S)
+        await fake.wait_until(lambda: reply_saying(fake, messages.DISCORD_CANT_SEE_REPLY), WAIT_S)
         asked = await fake.context_menu("Animate meme", target_message=posted, user=fd.ALICE)  # needs no intent
         await world.result(asked)
 
@@ -174,7 +174,7 @@ def test_result_buttons_work_and_keep_working_after_a_restart(tmp_path: Path, pi
 
             refused = await fake.click(result["id"], f"mim:del:{job_id}", user=fd.BOB)
             answer = (await fake.wait_until(lambda: fake.responses_of(refused), WAIT_S))[0]
-            assert answer["data"]["content"] == text.NOT_YOUR_JOB and answer["data"]["flags"] == fd.EPHEMERAL
+            assert answer["data"]["content"] == messages.NOT_YOUR_JOB and answer["data"]["flags"] == fd.EPHEMERAL
             assert int(result["id"]) in fake.messages
 
             await fake.click(result["id"], f"mim:del:{job_id}", user=fd.ALICE)
@@ -229,7 +229,7 @@ def test_a_job_outliving_the_interaction_token_is_posted_in_the_channel(
         assert int(result["message_reference"]["message_id"]) == int(fake.original(asked)["id"])
         await fake.wait_until(lambda: world.pending()[job_of(result)].get("delivered"), WAIT_S)
         if how.startswith("the bot"):  # it stopped using the token, and said so in the status message
-            await fake.wait_until(lambda: fake.original(asked)["content"] == text.DISCORD_SEE_BELOW, WAIT_S)
+            await fake.wait_until(lambda: fake.original(asked)["content"] == messages.DISCORD_SEE_BELOW, WAIT_S)
         no_pings(fake)
 
     run(tmp_path, pipeline, scenario)
@@ -283,9 +283,9 @@ def test_a_result_that_cannot_be_posted_ends_with_a_sentence_not_a_retry_loop(
         await fake.wait_until(lambda: next(iter(world.pending().values()), {}).get("delivered"), WAIT_S)
         await asyncio.sleep(0.5)
         info = next(iter(world.pending().values()))
-        assert info["status_text"] == text.DISCORD_CANT_POST
+        assert info["status_text"] == messages.DISCORD_CANT_POST
         posts = [c for c in fake.calls if c.method == "POST" and c.path == f"/channels/{fd.CHANNEL}/messages"]
         assert [c.status for c in posts] == [403], "one try at the result, then no retries"
-        assert fake.original(asked)["content"] == text.DISCORD_CANT_POST  # its status message says why
+        assert fake.original(asked)["content"] == messages.DISCORD_CANT_POST  # its status message says why
 
     run(tmp_path, pipeline, scenario)

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.core import text
+from bot.core import messages
 from engine.pipeline import Pipeline
-from tests.bot import fake_discord as fd
 from tests.bot.discord_world import (
     DC_TOKEN,
     ENV,
@@ -22,6 +21,7 @@ from tests.bot.discord_world import (
     png,
     run,
 )
+from tests.fakes import discord as fd
 
 
 def test_admin_commands_for_admins_only(tmp_path: Path, pipeline: Pipeline) -> None:
@@ -34,8 +34,8 @@ def test_admin_commands_for_admins_only(tmp_path: Path, pipeline: Pipeline) -> N
             assert said[-1]["flags"] & fd.EPHEMERAL, f"/{name} answers privately"
             return str(said[-1]["content"])
 
-        assert await answer("stats", fd.ALICE) == text.ONLY_ADMINS
-        assert await answer("lora", fd.BOB, subcommand="list") == text.ONLY_ADMINS
+        assert await answer("stats", fd.ALICE) == messages.ONLY_ADMINS
+        assert await answer("lora", fd.BOB, subcommand="list") == messages.ONLY_ADMINS
         assert (await answer("stats", fd.ADMIN)).startswith("Queue:")
         assert "No checkpoints" in await answer("lora", fd.ADMIN, subcommand="list")
         assert "no checkpoint" in (await answer("lora", fd.ADMIN, subcommand="use", options=[
@@ -48,7 +48,7 @@ def test_admin_commands_for_admins_only(tmp_path: Path, pipeline: Pipeline) -> N
         attachment = fake.add_attachment(png(), "cat.png", "image/png")
         asked = await fake.slash("animate", user=fd.BOB, attachments=[attachment])
         refusal = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
-        assert refusal[-1]["content"] == text.BANNED and refusal[-1]["flags"] & fd.EPHEMERAL
+        assert refusal[-1]["content"] == messages.BANNED and refusal[-1]["flags"] & fd.EPHEMERAL
         await fake.wait_until(lambda: fake.original(asked) is None, WAIT_S)  # the "thinking…" went away
 
         lifted = await answer("unban", fd.ADMIN, options=[{"name": "user", "value": str(fd.BOB)}])
@@ -80,7 +80,9 @@ def test_bad_files_and_options_get_one_private_sentence(tmp_path: Path, pipeline
             return str(said[-1]["content"])
 
         text_file = fake.add_attachment(b"not a meme", "notes.txt", "text/plain")
-        assert await refusal(await fake.slash("animate", attachments=[text_file])) == text.DISCORD_NO_IMAGE_IN_MESSAGE
+        assert (
+            await refusal(await fake.slash("animate", attachments=[text_file])) == messages.DISCORD_NO_IMAGE_IN_MESSAGE
+        )
         fake_png = fake.add_attachment(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50, "broken.png", "image/png")
         said = await refusal(await fake.slash("animate", attachments=[fake_png]))
         assert "image" in said and "Traceback" not in said
@@ -100,10 +102,10 @@ def test_engine_down_then_back(tmp_path: Path, pipeline: Pipeline) -> None:
         await world.stop_engine()
         asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
         said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
-        assert said[-1]["content"] == text.ENGINE_OFFLINE and said[-1]["flags"] & fd.EPHEMERAL
+        assert said[-1]["content"] == messages.ENGINE_OFFLINE and said[-1]["flags"] & fd.EPHEMERAL
         quota = await fake.slash("quota", user=fd.ALICE)
         said = await fake.wait_until(lambda: [m for m in fake.made_by(quota) if m.get("content")], WAIT_S)
-        assert said[-1]["content"] == text.ENGINE_OFFLINE
+        assert said[-1]["content"] == messages.ENGINE_OFFLINE
         await world.start_engine()
         again = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
         await world.result(again)
@@ -116,7 +118,7 @@ def test_cancel_shows_cancelled_in_place(tmp_path: Path, pipeline: Pipeline) -> 
         fake = world.fake
         nothing = await fake.slash("cancel", user=fd.ALICE)
         said = await fake.wait_until(lambda: [m for m in fake.made_by(nothing) if m.get("content")], WAIT_S)
-        assert said[-1]["content"] == text.NOTHING_TO_CANCEL
+        assert said[-1]["content"] == messages.NOTHING_TO_CANCEL
         world.gate.close()
         attachment = fake.add_attachment(png(), "cat.png", "image/png")
         first = await fake.slash("animate", user=fd.BOB, attachments=[attachment])  # runs, held by the gate
@@ -124,12 +126,12 @@ def test_cancel_shows_cancelled_in_place(tmp_path: Path, pipeline: Pipeline) -> 
         await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content") == "Queued — #1", WAIT_S)
         cancel = await fake.slash("cancel", user=fd.ALICE)
         said = await fake.wait_until(lambda: [m for m in fake.made_by(cancel) if m.get("content")], WAIT_S)
-        assert said[-1]["content"] == text.CANCELLED and said[-1]["flags"] & fd.EPHEMERAL
-        assert fake.original(asked)["content"] == text.CANCELLED
+        assert said[-1]["content"] == messages.CANCELLED and said[-1]["flags"] & fd.EPHEMERAL
+        assert fake.original(asked)["content"] == messages.CANCELLED
         world.gate.open()
         await world.result(first)
         await asyncio.sleep(0.3)
-        assert fake.original(asked)["content"] == text.CANCELLED and not fake.original(asked).get("attachments")
+        assert fake.original(asked)["content"] == messages.CANCELLED and not fake.original(asked).get("attachments")
 
     run(tmp_path, pipeline, scenario)
 

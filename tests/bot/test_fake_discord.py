@@ -20,7 +20,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from tests.bot import fake_discord as fd
+from tests.fakes import discord as fd
 
 TOKEN = "fake-discord-token"
 NONE = discord.AllowedMentions.none()

@@ -15,18 +15,19 @@ import safetensors.numpy
 from aiohttp import web
 from PIL import Image
 
-from bot.core import text
+from bot.core import messages
 from bot.core.engine_client import EngineClient
 from bot.core.pending import PendingJobs
 from bot.telegram.app import build_application, polling, webhook, webhook_of
-from engine.config import Settings, load_settings, replace
+from engine.config import load_settings, replace
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
 from engine.service.keys import Tokens
-from tests.bot.fake_telegram import BOT_USERNAME, Call, FakeTelegram, Users
-from tests.service.test_api import meme
+from tests.fakes.telegram import BOT_USERNAME, Call, FakeTelegram, Users
+from tests.support.memes import meme
 from tests.support.ports import free_port
+from tests.support.settings import both
 
 TG_TOKEN = "4242:fake-telegram-token"
 ENGINE_TOKEN, ADMIN_TOKEN = "engine-bot-token", "engine-admin-token"
@@ -63,7 +64,7 @@ class World:
         }  # fmt: skip
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
-        self.settings: Settings = replace(load_settings(), **base)
+        self.settings, self.bot_settings = both(base)
         self._runner: web.AppRunner | None = None
 
     async def start_engine(self) -> None:
@@ -83,11 +84,11 @@ class World:
 
     def pending(self) -> dict[str, dict[str, Any]]:
         """The jobs the bots' state file holds, by engine job id."""
-        return PendingJobs(self.settings.telegram.state_file).all()
+        return PendingJobs(self.bot_settings.telegram.state_file).all()
 
     def bot(self) -> Any:
         """A running bot: `async with world.bot():`."""
-        return polling(build_application(self.settings, ENV), poll_timeout=1)
+        return polling(build_application(self.bot_settings, ENV), poll_timeout=1)
 
 
 def run(
@@ -172,7 +173,7 @@ def test_caption_trigger_result_buttons_history_and_quota(tmp_path: Path, pipeli
         again, more = (await delivered(world, photo, 3))[1:]
         assert {again.buttons[0]["callback_data"], more.buttons[0]["callback_data"]} != {f"mim:again:{job_id}"}
         users.tap(BOB, shown, f"mim:del:{job_id}")
-        refused = await fake.wait_for("answerCallbackQuery", lambda c: c.text == text.NOT_YOUR_JOB)
+        refused = await fake.wait_for("answerCallbackQuery", lambda c: c.text == messages.NOT_YOUR_JOB)
         assert refused[0].params.get("show_alert") in ("true", "True", True)
         users.tap(ALICE, shown, f"mim:del:{job_id}")
         await fake.wait_for("deleteMessage", lambda c: int(c.params["message_id"]) == shown["message_id"])
@@ -218,7 +219,7 @@ def test_private_photo_gets_an_animate_button(tmp_path: Path, pipeline: Pipeline
     async def scenario(world: World) -> None:
         photo = world.users.message(ALICE, **world.users.photo(meme()))
         offer = (await world.fake.wait_for("sendMessage", replying_to(photo)))[0]
-        assert offer.text == text.OFFER_TEXT and offer.buttons[0]["callback_data"] == "mim:go"
+        assert offer.text == messages.OFFER_TEXT and offer.buttons[0]["callback_data"] == "mim:go"
         world.users.tap(ALICE, offer.result, "mim:go")
         await delivered(world, photo)
         group_photo = world.users.message(BOB, GROUP, **world.users.photo(meme()))
@@ -239,19 +240,19 @@ def test_admin_commands_and_refusals(tmp_path: Path, pipeline: Pipeline) -> None
             message = users.message(user, text=line)
             return (await fake.wait_for("sendMessage", replying_to(message)))[0].text
 
-        assert await ask(BOB, "/stats") == text.ONLY_ADMINS
-        assert await ask(BOB, "/lora use tiny") == text.ONLY_ADMINS
-        assert await ask(ADMIN, "/lora use tiny") == text.checkpoint_activated_text("tiny")
+        assert await ask(BOB, "/stats") == messages.ONLY_ADMINS
+        assert await ask(BOB, "/lora use tiny") == messages.ONLY_ADMINS
+        assert await ask(ADMIN, "/lora use tiny") == messages.checkpoint_activated_text("tiny")
         assert "▶ tiny" in await ask(ADMIN, "/lora")
         assert (await ask(ADMIN, "/stats")).startswith("Queue:")
         assert await ask(ADMIN, f"/ban {BOB} spam") == f"Banned {BOB} on telegram (spam)."
-        assert await ask(BOB, "/animate") == text.NEED_IMAGE
+        assert await ask(BOB, "/animate") == messages.NEED_IMAGE
         photo = users.message(BOB, text="/animate", **users.photo(meme()))
-        assert (await fake.wait_for("sendMessage", replying_to(photo)))[0].text == text.BANNED
+        assert (await fake.wait_for("sendMessage", replying_to(photo)))[0].text == messages.BANNED
         assert await ask(ADMIN, f"/unban {BOB}") == f"Lifted the ban on {BOB}."
         assert "7 jobs per" in await ask(ADMIN, "/limits user_jobs=7")
         assert "isn't a limit" in await ask(ADMIN, "/limits nonsense=1")
-        assert await ask(ADMIN, "/lora off") == text.checkpoint_activated_text(None)
+        assert await ask(ADMIN, "/lora off") == messages.checkpoint_activated_text(None)
 
     run(tmp_path, pipeline, scenario)
 
@@ -278,7 +279,7 @@ def test_engine_down_then_back(tmp_path: Path, pipeline: Pipeline) -> None:
     async def scenario(world: World) -> None:
         early = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
         offline = (await world.fake.wait_for("sendMessage", replying_to(early)))[0].text
-        assert offline == text.ENGINE_OFFLINE
+        assert offline == messages.ENGINE_OFFLINE
         await world.start_engine()
         later = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
         await delivered(world, later)
@@ -350,20 +351,20 @@ def test_cancel_a_queued_job_and_nothing_to_cancel(tmp_path: Path, pipeline: Pip
             users.message(ALICE, text="/cancel")
             status_id = queued.result["message_id"]
             await fake.wait_for("editMessageText", lambda c: int(c.params["message_id"]) == status_id
-                                and c.text == text.CANCELLED)  # fmt: skip
+                                and c.text == messages.CANCELLED)  # fmt: skip
             assert (await engine.get(job_id)).status == "cancelled"
-            assert fake.messages[(ALICE, status_id)]["text"] == text.CANCELLED
+            assert fake.messages[(ALICE, status_id)]["text"] == messages.CANCELLED
 
             again = users.message(ALICE, text="/cancel")
-            assert (await fake.wait_for("sendMessage", replying_to(again)))[0].text == text.NOTHING_TO_CANCEL
+            assert (await fake.wait_for("sendMessage", replying_to(again)))[0].text == messages.NOTHING_TO_CANCEL
             bob = users.message(BOB, text="/cancel")
-            assert (await fake.wait_for("sendMessage", replying_to(bob)))[0].text == text.NOTHING_TO_CANCEL
+            assert (await fake.wait_for("sendMessage", replying_to(bob)))[0].text == messages.NOTHING_TO_CANCEL
 
             await engine.cancel(blocker.id, platform="test", user_id="x")  # the worker is free for the next job
             later = users.message(BOB, text="/animate", **users.photo(meme(seed=2)))
             await delivered(world, later)  # the worker ran the jobs after the cancelled one
         assert not fake.of("sendAnimation", ALICE), "a cancelled job is never delivered"
-        assert not [c for c in fake.of("sendMessage", ALICE) if c.text == text.CANCELLED], "the edit is the answer"
+        assert not [c for c in fake.of("sendMessage", ALICE) if c.text == messages.CANCELLED], "the edit is the answer"
 
     run(tmp_path, pipeline, scenario)
 
@@ -375,12 +376,12 @@ def test_webhook_mode_checks_the_secret_and_delivers(tmp_path: Path, pipeline: P
     async def scenario(world: World) -> None:
         fake, users = world.fake, world.users
         env = {**ENV, "TELEGRAM_WEBHOOK_SECRET": secret}
-        hook = webhook_of(world.settings.telegram, env)
+        hook = webhook_of(world.bot_settings.telegram, env)
         assert hook is not None and secret not in repr(hook)
         for missing in ({}, {"TELEGRAM_WEBHOOK_SECRET": "spaces are not allowed"}):
             with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
-                webhook_of(world.settings.telegram, {**ENV, **missing})
-        async with webhook(build_application(world.settings, env), hook), aiohttp.ClientSession() as http:
+                webhook_of(world.bot_settings.telegram, {**ENV, **missing})
+        async with webhook(build_application(world.bot_settings, env), hook), aiohttp.ClientSession() as http:
             registered = (await fake.wait_for("setWebhook"))[0].params
             assert registered["url"] == url and registered["secret_token"] == secret
             assert "callback_query" in registered["allowed_updates"]
@@ -415,7 +416,7 @@ def test_a_bot_stopped_while_sending_sends_again_saying_so(tmp_path: Path, pipel
         async with world.bot():
             first, again = await delivered(world, photo, count=2)
             await asyncio.sleep(0.3)
-        assert text.SENT_AGAIN not in first.text and again.text.startswith(text.SENT_AGAIN)
+        assert messages.SENT_AGAIN not in first.text and again.text.startswith(messages.SENT_AGAIN)
         assert len(fake.of("sendAnimation")) == 2 and len(fake.of("sendMessage", ALICE)) == 1
         assert all(info.get("delivered") for info in world.pending().values())
 

@@ -17,7 +17,6 @@ from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue
 from engine.service.queue.protocol import JobQueue
 from engine.service.repository import default_limits
 from storage.repository import Repository
-from tests.service.postgres import fresh_postgres, postgres_template, scale_out
 from tests.service.queue_contract import (
     WAIT_S,
     PausingPipeline,
@@ -26,6 +25,7 @@ from tests.service.queue_contract import (
     run,
     wait_for_status,
 )
+from tests.support.postgres import fresh_postgres, postgres_template, scale_out
 
 __all__ = ["fresh_postgres", "postgres_template"]  # fixtures, used by name
 

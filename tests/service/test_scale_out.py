@@ -20,10 +20,10 @@ from uuid import uuid4
 import aiohttp
 import pytest
 
-from tests.service.postgres import POSTGRES, admin, postgres_template
 from tests.service.test_restart import TOKEN
 from tests.support.memes import meme
 from tests.support.ports import free_port
+from tests.support.postgres import POSTGRES, admin, postgres_template
 
 __all__ = ["postgres_template"]  # a fixture, used by name
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from storage.database import async_url, upgrade, upgrade_sync
-from storage.limits import limits_from_settings
 from storage.records import Limits, Rejected
 from storage.repository import INTERRUPTED, Repository
 from tests.storage.conftest import ROOMY, new_job, opened
@@ -233,15 +232,6 @@ async def test_naive_datetimes_are_refused(sqlite_url: str) -> None:
     async with opened(sqlite_url) as repo:
         with pytest.raises(ValueError, match="timezone-aware"):
             await repo.submit(new_job(), now=datetime(2026, 1, 1))
-
-
-def test_config_limits_become_repository_limits() -> None:
-    from engine.config import load_settings
-
-    limits = limits_from_settings(load_settings().limits)
-    assert limits == Limits(
-        user_jobs=5, user_window_s=600, user_concurrent=2, chat_jobs=30, chat_window_s=600, queue_max=200
-    )
 
 
 async def test_open_refuses_invalid_default_limits(sqlite_url: str) -> None:

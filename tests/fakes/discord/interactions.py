@@ -7,8 +7,8 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.bot.fake_discord.constants import BOT_ID, EVERYONE_PERMISSIONS
-from tests.bot.fake_discord.state import Interaction, World
+from tests.fakes.discord.constants import BOT_ID, EVERYONE_PERMISSIONS
+from tests.fakes.discord.state import Interaction, World
 
 
 def command_data(

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.bot.fake_discord.constants import (
+from tests.fakes.discord.constants import (
     BOT_ID,
     DIRECT_MESSAGES,
     EPHEMERAL,
@@ -17,7 +17,7 @@ from tests.bot.fake_discord.constants import (
     GUILD_MESSAGES,
     MESSAGE_CONTENT,
 )
-from tests.bot.fake_discord.state import World, now_iso
+from tests.fakes.discord.state import World, now_iso
 
 
 class Gateway:

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.bot.fake_discord.constants import (
+from tests.fakes.discord.constants import (
     ADMIN,
     ADMINISTRATOR,
     ALICE,

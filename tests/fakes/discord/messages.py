@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.bot.fake_discord.constants import APPLICATION_COMMAND, LOADING, MENTION, ROLE_MENTION, SUPPRESS_EMBEDS
-from tests.bot.fake_discord.state import Interaction, World, now_iso
+from tests.fakes.discord.constants import APPLICATION_COMMAND, LOADING, MENTION, ROLE_MENTION, SUPPRESS_EMBEDS
+from tests.fakes.discord.state import Interaction, World, now_iso
 
 Uploads = list[tuple[int, str, bytes]]  # (index of files[n], filename, bytes)
 

@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from tests.bot.fake_discord.state import Call, World
+from tests.fakes.discord.state import Call, World
 
 
 class Cdn:

@@ -9,7 +9,7 @@ The parts: `constants` (ids, permission bits, intents, flags), `state` (the worl
 websocket), `rest` (the HTTP API), `cdn` (files), and `server` (FakeDiscord, which serves them and drives them).
 """
 
-from tests.bot.fake_discord.constants import (
+from tests.fakes.discord.constants import (
     ADMIN,
     ADMINISTRATOR,
     ALICE,
@@ -40,8 +40,8 @@ from tests.bot.fake_discord.constants import (
     ROLE_MODS,
     SUPPRESS_EMBEDS,
 )
-from tests.bot.fake_discord.server import FakeDiscord
-from tests.bot.fake_discord.state import Call
+from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.discord.state import Call
 
 __all__ = [
     "ADMIN", "ADMINISTRATOR", "ALICE", "ALL_PERMISSIONS", "APPLICATION_COMMAND", "APPLICATION_ID", "AUTOCOMPLETE",

@@ -10,8 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
-from tests.bot.fake_discord.cdn import Cdn
-from tests.bot.fake_discord.constants import (
+from tests.fakes.discord.cdn import Cdn
+from tests.fakes.discord.constants import (
     ALICE,
     APPLICATION_COMMAND,
     AUTOCOMPLETE,
@@ -22,10 +22,10 @@ from tests.bot.fake_discord.constants import (
     MODAL_SUBMIT,
     ROLE_MENTION,
 )
-from tests.bot.fake_discord.gateway import Gateway
-from tests.bot.fake_discord.interactions import command_data, new_interaction
-from tests.bot.fake_discord.rest import Rest
-from tests.bot.fake_discord.state import Call, Interaction, World
+from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.interactions import command_data, new_interaction
+from tests.fakes.discord.rest import Rest
+from tests.fakes.discord.state import Call, Interaction, World
 
 T = TypeVar("T")
 

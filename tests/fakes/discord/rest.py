@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.bot.fake_discord.constants import (
+from tests.fakes.discord.constants import (
     ADMIN,
     BOT_ID,
     BOT_NAME,
@@ -20,9 +20,9 @@ from tests.bot.fake_discord.constants import (
     MIB,
     MODAL_SUBMIT,
 )
-from tests.bot.fake_discord.gateway import Gateway
-from tests.bot.fake_discord.messages import Uploads, bot_message, edit
-from tests.bot.fake_discord.state import Call, World
+from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.messages import Uploads, bot_message, edit
+from tests.fakes.discord.state import Call, World
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

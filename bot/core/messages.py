@@ -1,18 +1,21 @@
-"""Every sentence the bots send, for both platforms: plain text, no markup, callers send it as-is."""
+"""Every sentence the bots send, for both platforms: plain text, no markup, callers send it as-is.
+
+The catalogue of fixed sentences, the sentences built from engine data, and the engine codes mapped
+to them; the units and cuts inside them come from formatting.py.
+"""
 
 from __future__ import annotations
 
-import math
-import re
 from datetime import datetime, timezone
 from typing import Any
 
 from bot.core.errors import BotError, EngineError, EngineUnavailable, OptionError
+from bot.core.formatting import ago, cut, cut_lines, in_time
 from bot.core.models import Ban, Checkpoints, Job, Limits, Quota, Stats
-from bot.core.options import CAMERAS, FPS, MAX_SEED
+from engine.units import human_bytes
+from engine.vocabulary import CAMERAS, FPS, MOTION_LEVELS, SEED
 
 BOT_NAME = "Make It Move"
-ZWSP = "\u200b"
 CAPTION_MAX = 200  # a result's caption: short enough for every platform's attachment caption
 PROMPT_TEXT_MAX = 1500  # the 📝 Prompt answer: under Discord's 2000 and Telegram's 4096 characters
 HISTORY_PROMPT_MAX = 60
@@ -33,9 +36,9 @@ COMMANDS: tuple[tuple[str, str, bool], ...] = (
 
 OPTIONS_HELP = (
     "Options (anywhere after /animate; everything else is your prompt):\n"
-    "  motion=low or motion=high\n"
+    "  motion=" + " or motion=".join(MOTION_LEVELS) + "\n"
     f"  camera={'|'.join(CAMERAS)}\n"
-    f"  seed=0..{MAX_SEED} (same seed, same GIF)\n"
+    f"  seed=0..{SEED[1]} (same seed, same GIF)\n"
     f"  fps={FPS[0]}..{FPS[1]}"
 )
 EXAMPLES = (
@@ -101,7 +104,6 @@ ENGINE_WORDED = frozenset(
     {"not_an_image", "unsupported_format", "empty", "damaged", "too_small", "bad_aspect", "too_large",
      "too_many_pixels", "bad_option", "bad_options", "no_result", "not_ready"}
 )  # fmt: skip
-MENTION = re.compile(r"@(everyone|here)|<@([!&]?\d+)>", re.IGNORECASE)
 
 
 def start_text() -> str:
@@ -117,24 +119,6 @@ def help_text(*, is_admin: bool = False) -> str:
     lines = [f"{BOT_NAME} turns a meme into an animated GIF.", "", "Commands:"]
     lines += [f"  /{name} — {what}" for name, what, admin in COMMANDS if is_admin or not admin]
     return "\n".join(lines) + "\n\n" + OPTIONS_HELP + "\n\n" + EXAMPLES
-
-
-def in_time(seconds: float | None) -> str:
-    """When to come back, in human units: 45 s → "in a minute", 7 min → "in 7 minutes"."""
-    if seconds is None or seconds <= 60:
-        return "in a minute"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return f"in {minutes} minutes"
-    hours = math.ceil(minutes / 60)
-    return f"in {hours} hours" if hours < 48 else f"in {math.ceil(hours / 24)} days"
-
-
-def human_bytes(n: int) -> str:
-    """A byte count as people say it (20 MB, 512 KB)."""
-    if n >= 1024 * 1024:
-        return f"{n / 1024 / 1024:.0f} MB"
-    return f"{max(1, round(n / 1024))} KB"
 
 
 def queued_text(position: int | None) -> str:
@@ -162,18 +146,13 @@ def status_text(job: Job) -> str:
     return "Done."
 
 
-def _cut(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
-
-
 def result_caption(poster_name: str | None, motion_prompt: str | None) -> str:
     """The result's caption: credit to who posted the meme and the motion prompt, at most CAPTION_MAX chars."""
-    credit = f"Meme by {_cut(poster_name, 48)}" if poster_name and poster_name.strip() else ""
+    credit = f"Meme by {cut(poster_name, 48)}" if poster_name and poster_name.strip() else ""
     if not motion_prompt or not motion_prompt.strip():
         return credit or BOT_NAME
     room = CAPTION_MAX - len(credit) - (5 if credit else 2)  # the quotes and " · "
-    quoted = f"“{_cut(motion_prompt, room)}”"
+    quoted = f"“{cut(motion_prompt, room)}”"
     return f"{credit} · {quoted}" if credit else quoted
 
 
@@ -188,25 +167,8 @@ def prompt_text(script: dict[str, Any] | None) -> str:
         ("Camera", script.get("camera")),
         ("Why", script.get("explanation")),
     ]
-    lines = [f"{label}: {_cut(str(value), 500)}" for label, value in parts if value]
-    return _cut_lines("\n".join(lines) or NO_PROMPT, PROMPT_TEXT_MAX)
-
-
-def _cut_lines(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _ago(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "?"
-    seconds = max(0.0, (now - when).total_seconds())
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)} h ago"
-    return f"{int(seconds // 86400)} d ago"
+    lines = [f"{label}: {cut(str(value), 500)}" for label, value in parts if value]
+    return cut_lines("\n".join(lines) or NO_PROMPT, PROMPT_TEXT_MAX)
 
 
 def history_line(job: Job, now: datetime | None = None) -> str:
@@ -214,8 +176,8 @@ def history_line(job: Job, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     what = (job.script or {}).get("motion_prompt") or ""
     state = {"queued": queued_text(job.position).lower(), "running": "running"}.get(job.status, job.status)
-    line = f"• {_ago(job.created_at, now)} — {state}"
-    return f"{line} — {_cut(str(what), HISTORY_PROMPT_MAX)}" if what else line
+    line = f"• {ago(job.created_at, now)} — {state}"
+    return f"{line} — {cut(str(what), HISTORY_PROMPT_MAX)}" if what else line
 
 
 def history_text(jobs: list[Job], now: datetime | None = None) -> str:
@@ -273,7 +235,7 @@ def stats_text(stats: Stats) -> str:
 
 def ban_text(ban: Ban) -> str:
     """Confirmation of a ban."""
-    reason = f" ({_cut(ban.reason, 100)})" if ban.reason else ""
+    reason = f" ({cut(ban.reason, 100)})" if ban.reason else ""
     return f"Banned {ban.user_id} on {ban.platform}{reason}."
 
 
@@ -348,8 +310,3 @@ def _engine_error(
 def _internal(job_id: str | None) -> str:
     where = f" (job {job_id[:12]})" if job_id else ""
     return f"Something went wrong on my side{where}; please try again."
-
-
-def defuse_mentions(text: str) -> str:
-    """Neutralise @everyone, @here and <@…> mentions with a zero-width space, so echoed text pings no one."""
-    return MENTION.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)

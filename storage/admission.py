@@ -1,0 +1,177 @@
+"""Admission: a submission checked against idempotency, bans and the limits in one transaction; quotas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from uuid import uuid4
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import limits as rules
+from storage.models import Job, Setting, job_record
+from storage.records import JobRecord, Limits, NewJob, Quota, Rejected, Submitted
+from storage.session import Store
+from storage.statements import (
+    ACTIVE,
+    CHAT_LOCK,
+    CHECKS,
+    INSERT_JOB,
+    INSERT_PAYLOAD,
+    JOBS,
+    USER_LOCK,
+    check_params,
+    count_jobs,
+    job_columns,
+    lock_key,
+    utc,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Admission(Store):
+    """submit() and what it answers to: the limits in force and each user's quota."""
+
+    async def submit(self, new: NewJob, *, now: datetime | None = None) -> Submitted:
+        """Atomically: idempotency check, ban check, limits (admins exempt), insert. Raises Rejected."""
+        at = utc(now) if now is not None else None
+        try:
+            if self._sync_writer is not None:
+                async with self._write_lock or contextlib.nullcontext():
+                    loop = asyncio.get_running_loop()
+                    submitted = await loop.run_in_executor(self._sync_thread, self._submit_blocking, new, at)
+            else:
+                async with self._write_connection() as conn:
+                    submitted = await conn.run_sync(self._submit, new, at)
+        except IntegrityError:
+            # Only a key reused across users gets here: one user's submissions are serialised.
+            existing = await self._by_key(new.idempotency_key) if new.idempotency_key else None
+            if existing is None:
+                raise
+            return Submitted(existing, created=False)
+        if submitted.created:
+            job = submitted.job
+            log.info("job %s queued for %s user %s in chat %s", job.id, job.platform, job.user_id, job.chat_id)
+        return submitted
+
+    def _submit_blocking(self, new: NewJob, at: datetime | None) -> Submitted:
+        """_submit in its own transaction on the blocking twin engine (on _sync_thread, under the write lock)."""
+        assert self._sync_writer is not None
+        with self._sync_writer.begin() as conn:
+            return self._submit(conn, new, at)
+
+    def _submit(self, conn: Connection, new: NewJob, at: datetime | None) -> Submitted:
+        # Blocking code: on SQLite the whole transaction runs on one thread in one hop (see
+        # database.sync_twin), elsewhere through run_sync. The checks are one SELECT of scalar
+        # subqueries and the rows go in with two plain inserts.
+        if self._postgres:
+            # SQLite's BEGIN IMMEDIATE already serialises every writer; Postgres needs a lock per
+            # user and per chat (always in this order, so two submissions cannot deadlock).
+            for space, name in ((USER_LOCK, new.user_id), (CHAT_LOCK, new.chat_id)):
+                key = lock_key(f"{new.platform}:{name}")
+                conn.execute(select(func.pg_advisory_xact_lock(space, key)))
+        # Taken under the write lock, so created_at follows the order jobs are stored (and queued) in.
+        now = at or utc(None)
+        # The windows depend on the limits, which are read in the same statement: count with the
+        # limits seen last and count again only if an admin changed them in between.
+        limits = self._limits_seen
+        row = (conn.execute(CHECKS, check_params(new, limits, now))).one()
+        if row.existing is not None:
+            job = job_record(conn.execute(select(JOBS).where(JOBS.c.idempotency_key == new.idempotency_key)).one())
+            return Submitted(job, created=False)
+        if row.banned:
+            raise Rejected("banned", rules.BANNED)
+        stored = rules.from_json(row.limits, self._default_limits) if row.limits is not None else self._default_limits
+        if stored != limits:
+            self._limits_seen = limits = stored
+            row = (conn.execute(CHECKS, check_params(new, limits, now))).one()
+        usage = rules.Usage(
+            user_jobs=row.user_jobs,
+            user_leaving=row.user_leaving,
+            user_active=row.user_active,
+            chat_jobs=row.chat_jobs,
+            chat_leaving=row.chat_leaving,
+            queued=row.queued,
+        )
+        rules.check(limits, usage, is_admin=new.is_admin, now=now)
+        record = JobRecord(
+            id=new.id or uuid4().hex,
+            status="queued",
+            platform=new.platform,
+            user_id=new.user_id,
+            chat_id=new.chat_id,
+            is_admin=new.is_admin,
+            options=dict(new.options),
+            seed=new.seed,
+            idempotency_key=new.idempotency_key,
+            attempts=0,
+            stage=None,
+            fraction=0.0,
+            error_code=None,
+            error=None,
+            script=None,
+            timings=None,
+            checkpoint=None,
+            result_format=None,
+            result_bytes=None,
+            result_expired=False,
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+        )
+        # Core inserts of statements built once, the values as parameters: cached compiles.
+        conn.execute(INSERT_JOB, job_columns(record))
+        # After the job row: the payload's foreign key needs it.
+        conn.execute(INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
+        return Submitted(record, created=True)
+
+    async def quota(self, platform: str, user_id: str, *, now: datetime | None = None) -> Quota:
+        """What the user has left under the limits in force."""
+        now = utc(now)
+        async with self._reader() as session:
+            limits = await self._limits(session)
+            times = await self._user_times(session, platform, user_id, limits, now)
+            active = await self._user_active(session, platform, user_id)
+        return rules.quota(limits, times, active, now=now)
+
+    async def _user_times(
+        self, session: AsyncSession, platform: str, user_id: str, limits: Limits, now: datetime
+    ) -> list[datetime]:
+        query = (
+            select(Job.created_at)
+            .where(Job.platform == platform, Job.user_id == user_id)
+            .where(Job.created_at > rules.window_start(now, limits.user_window_s))
+            .order_by(Job.created_at)
+        )
+        return list(await session.scalars(query))
+
+    async def _user_active(self, session: AsyncSession, platform: str, user_id: str) -> int:
+        return await count_jobs(session, Job.platform == platform, Job.user_id == user_id, Job.status.in_(ACTIVE))
+
+    async def _by_key(self, key: str) -> JobRecord | None:
+        async with self._reader() as session:
+            job = await session.scalar(select(Job).where(Job.idempotency_key == key))
+            return job.record() if job is not None else None
+
+    # --- admin ------------------------------------------------------------------------------
+
+    async def limits(self) -> Limits:
+        """The limits in force."""
+        async with self._reader() as session:
+            return await self._limits(session)
+
+    async def _limits(self, session: AsyncSession) -> Limits:
+        stored = await session.get(Setting, "limits")
+        return rules.from_json(stored.value, self._default_limits) if stored is not None else self._default_limits
+
+    async def set_limits(self, limits: Limits) -> Limits:
+        """Replace the limits in force (persisted; survives restarts)."""
+        rules.validate(limits)
+        await self._set_setting("limits", rules.to_json(limits))
+        log.info("limits set to %s", limits)
+        return limits
