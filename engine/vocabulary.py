@@ -7,7 +7,7 @@ OpenCV or Pillow) import this module.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, TypeGuard, get_args
 
 Camera = Literal["zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "shake", "orbit"]
 Motion = Literal["low", "high"]
@@ -28,16 +28,16 @@ MAX_PROMPT_CHARS = 500
 BOUNDS: dict[str, tuple[int, int]] = {"frames": FRAMES, "fps": FPS, "size": SIZE, "seed": SEED}
 
 
-def is_camera(value: object) -> bool:
+def is_camera(value: object) -> TypeGuard[Camera]:
     """Whether `value` names a camera move."""
     return value in CAMERAS
 
 
-def is_motion(value: object) -> bool:
+def is_motion(value: object) -> TypeGuard[Motion]:
     """Whether `value` names a motion level."""
     return value in MOTION_LEVELS
 
 
-def is_format(value: object) -> bool:
+def is_format(value: object) -> TypeGuard[Format]:
     """Whether `value` names an output format."""
     return value in FORMATS

@@ -17,8 +17,8 @@ from bot.core.options import (
 
 
 def test_empty_text_is_no_prompt_and_no_options() -> None:
-    assert parse_animate("") == AnimateRequest(None, {})
-    assert parse_animate("   \n ") == AnimateRequest(None, {})
+    assert parse_animate("") == AnimateRequest()
+    assert parse_animate("   \n ") == AnimateRequest()
 
 
 def test_every_option_is_read_and_the_rest_is_the_prompt_in_order() -> None:
@@ -105,9 +105,17 @@ def test_button_helpers_return_new_requests() -> None:
 
 def test_from_options_round_trips_and_checks_again() -> None:
     request = parse_animate("camera=orbit fps=8 seed=3 dance like nobody=watching")
+    assert request == AnimateRequest("dance like nobody=watching", camera="orbit", seed=3, fps=8)
     assert AnimateRequest.from_options(request.options) == request
-    with pytest.raises(OptionError):
-        AnimateRequest.from_options({"fps": 500})
+    for bad in ({"fps": 500}, {"fps": "8"}, {"seed": True}, {"motion": "wild"}, {"camera": ""}, {"prompt": 3},
+                {"prompt": "a" * (MAX_PROMPT_CHARS + 1)}, {"speed": 2}):  # fmt: skip
+        with pytest.raises(OptionError):
+            AnimateRequest.from_options(bad)
+
+
+def test_a_seed_with_thousands_of_digits_is_a_usage_sentence_not_a_crash() -> None:
+    with pytest.raises(OptionError, match="seed="):
+        parse_animate("seed=" + "9" * 5000)
 
 
 def test_parse_limits() -> None:
