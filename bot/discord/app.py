@@ -14,11 +14,12 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot.core import messages
 from bot.core.engine_client import EngineClient
 from bot.core.pending import PendingJobs
 from bot.discord import commands, delivery, media
-from bot.discord.buttons import ResultButton
 from bot.discord.runtime import NONE, Runtime
+from bot.discord.views import ResultButton
 from bot.settings import BotSettings, DiscordSettings
 from engine.errors import ConfigError
 
@@ -87,9 +88,11 @@ class MakeItMove(discord.Client):
         except Exception:
             log.exception("reply trigger on message %s failed", message.id)
             with contextlib.suppress(discord.HTTPException):
-                from bot.core import messages
-
                 await message.reply(messages.error_text(RuntimeError()), mention_author=False, allowed_mentions=NONE)
+
+    async def on_result_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
+        """A press of 🔁 ⚡ 📝 🗑 under a result, old results' included."""
+        await commands.on_button(interaction, action, job_id)
 
     async def close(self) -> None:
         """Stop the watchers (their jobs stay in the state file), then the sessions and the gateway."""

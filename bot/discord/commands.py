@@ -1,14 +1,14 @@
-"""The application commands: /animate, Apps → Animate meme, /history, /quota, /cancel, /help and the admin ones.
+"""What members use: /animate, Apps → Animate meme, the reply trigger, /history, /quota, /cancel, /help, buttons.
 
-Everything a user did wrong, or must wait for, is answered ephemerally in one sentence; the admin commands are
-hidden from members without Manage Server (default_permissions) and checked again against [discord] admins.
+Everything a user did wrong, or must wait for, is answered ephemerally in one sentence. The admin commands
+live in admin.py; `register` puts both on the tree.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Literal
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -16,26 +16,16 @@ from discord import app_commands
 from bot.core import formatting, messages
 from bot.core.errors import BotError, OptionError
 from bot.core.options import CAMERAS, MAX_PROMPT_CHARS, MAX_SEED, AnimateRequest, parse_animate
-from bot.discord import delivery, media
-from bot.discord.buttons import runtime_of
-from bot.discord.runtime import DEFAULT_UPLOAD_LIMIT, NONE, PLATFORM, Runtime
+from bot.core.pending import PendingJob
+from bot.discord import admin, delivery, media
+from bot.discord.runtime import DEFAULT_UPLOAD_LIMIT, NONE, PLATFORM, Runtime, runtime_of, say
+from engine.vocabulary import Motion
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
-ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
 MENTION = re.compile(r"<@!?(\d+)>")
-Motion = Literal["low", "high"]
 CAMERA_CHOICES = [app_commands.Choice(name=camera, value=camera) for camera in CAMERAS]
-
-
-async def say(interaction: discord.Interaction, line: str) -> None:
-    """One ephemeral sentence, as the response or as a follow-up when the response was already given."""
-    line = formatting.defuse_mentions(line)
-    if interaction.response.is_done():
-        await interaction.followup.send(line, ephemeral=True, allowed_mentions=NONE)
-    else:
-        await interaction.response.send_message(line, ephemeral=True, allowed_mentions=NONE)
 
 
 def poster_of(user: discord.abc.User | None) -> str | None:
@@ -214,146 +204,67 @@ def help_text(*, is_admin: bool, replies: bool) -> str:
     return "\n".join(lines)
 
 
-# --- admins ---
+# --- result buttons ---
 
 
-async def _admin(interaction: discord.Interaction) -> Runtime | None:
+async def on_button(interaction: discord.Interaction, action: str, job_id: str) -> None:
+    """What a press of a result button does; refusals and errors are ephemeral, one sentence."""
     rt = runtime_of(interaction)
-    if not rt.is_admin(interaction.user):
-        await say(interaction, messages.ONLY_ADMINS)
-        return None
-    return rt
-
-
-lora = app_commands.Group(
-    name="lora", description="LoRA checkpoints", default_permissions=ADMIN_PERMISSIONS, guild_only=True
-)
-
-
-@lora.command(name="list", description="The LoRA checkpoints and which one is in use")
-async def lora_list(interaction: discord.Interaction) -> None:
-    """/lora list."""
-    if (rt := await _admin(interaction)) is None:
+    kept = rt.pending.get(job_id)
+    user = interaction.user
+    if action == "del":
+        if not (rt.is_admin(user) or (kept is not None and kept.user_id == user.id)):
+            await interaction.response.send_message(messages.NOT_YOUR_JOB, ephemeral=True, allowed_mentions=NONE)
+            return
+        await interaction.response.defer()
+        try:
+            await interaction.delete_original_response()  # a component's original response is its message
+        except discord.HTTPException as exc:
+            log.info("result of job %s not deleted: %s", job_id, exc)
         return
-    try:
-        await say(interaction, messages.checkpoints_text(await rt.engine.checkpoints()))
-    except BotError as exc:
-        await say(interaction, messages.error_text(exc))
-
-
-@lora.command(name="use", description="Switch to a LoRA checkpoint (from the next job on)")
-@app_commands.describe(name="the checkpoint's name, as /lora list shows it")
-async def lora_use(interaction: discord.Interaction, name: app_commands.Range[str, 1, 200]) -> None:
-    """/lora use NAME."""
-    await _activate(interaction, name)
-
-
-@lora.command(name="off", description="Go back to the base model")
-async def lora_off(interaction: discord.Interaction) -> None:
-    """/lora off."""
-    await _activate(interaction, None)
-
-
-@lora_use.autocomplete("name")
-async def _checkpoint_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    rt = runtime_of(interaction)
-    if not rt.is_admin(interaction.user):
-        return []
-    try:
-        listing = await rt.engine.checkpoints()
-    except BotError:
-        return []
-    names = [c.name for c in listing.checkpoints if c.valid and current.lower() in c.name.lower()]
-    return [app_commands.Choice(name=name[:100], value=name) for name in names[:25]]
-
-
-async def _activate(interaction: discord.Interaction, name: str | None) -> None:
-    if (rt := await _admin(interaction)) is None:
+    if action == "prompt":
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            job = await rt.engine.get(job_id)
+            line = messages.prompt_text(job.script)
+        except BotError as exc:
+            line = messages.error_text(exc, job_id=job_id)
+        await interaction.followup.send(formatting.defuse_mentions(line), ephemeral=True, allowed_mentions=NONE)
         return
-    try:
-        await rt.engine.activate_checkpoint(name)
-    except BotError as exc:
-        await say(interaction, messages.error_text(exc))
+    if kept is None:
+        await interaction.response.send_message(messages.UNKNOWN_JOB, ephemeral=True, allowed_mentions=NONE)
         return
-    await say(interaction, messages.checkpoint_activated_text(name))
+    if action == "again":
+        request = kept.request.with_seed(None)
+    else:  # the same seed, so only the motion changes
+        request = kept.request.with_seed(kept.seed).more_motion()
+    await interaction.response.defer(thinking=True)
+    req = delivery.Request(
+        image=await _fresh_image(interaction.client, kept), request=request, key=f"dc:{interaction.id}", user=user,
+        guild_id=interaction.guild_id, channel_id=interaction.channel_id or kept.chat_id, poster=kept.poster,
+        upload_limit=interaction.filesize_limit, source=kept.source,
+    )  # fmt: skip
+    await delivery.animate_interaction(rt, interaction.client, interaction, req)
 
 
-@app_commands.command(name="stats", description="Queue and usage numbers")
-@app_commands.default_permissions(manage_guild=True)
-@app_commands.guild_only()
-async def stats(interaction: discord.Interaction) -> None:
-    """/stats."""
-    if (rt := await _admin(interaction)) is None:
-        return
-    try:
-        await say(interaction, messages.stats_text(await rt.engine.stats()))
-    except BotError as exc:
-        await say(interaction, messages.error_text(exc))
-
-
-@app_commands.command(name="ban", description="Ban a user from the bot")
-@app_commands.describe(user="who", reason="why (kept with the ban)")
-@app_commands.default_permissions(manage_guild=True)
-@app_commands.guild_only()
-async def ban(
-    interaction: discord.Interaction, user: discord.User, reason: app_commands.Range[str, 1, 200] | None = None
-) -> None:
-    """/ban user [reason]."""
-    if (rt := await _admin(interaction)) is None:
-        return
-    try:
-        await say(interaction, messages.ban_text(await rt.engine.ban(PLATFORM, str(user.id), reason or "")))
-    except BotError as exc:
-        await say(interaction, messages.error_text(exc))
-
-
-@app_commands.command(name="unban", description="Lift a ban")
-@app_commands.describe(user="who")
-@app_commands.default_permissions(manage_guild=True)
-@app_commands.guild_only()
-async def unban(interaction: discord.Interaction, user: discord.User) -> None:
-    """/unban user."""
-    if (rt := await _admin(interaction)) is None:
-        return
-    try:
-        lifted = await rt.engine.unban(PLATFORM, str(user.id))
-    except BotError as exc:
-        await say(interaction, messages.error_text(exc))
-        return
-    await say(interaction, messages.unban_text(PLATFORM, str(user.id), lifted))
-
-
-Limit = app_commands.Range[int, 1, 10**9]
-
-
-@app_commands.command(name="limits", description="Show the rate limits, or change some")
-@app_commands.default_permissions(manage_guild=True)
-@app_commands.guild_only()
-async def limits(
-    interaction: discord.Interaction, user_jobs: Limit | None = None, user_window_s: Limit | None = None,
-    user_concurrent: Limit | None = None, chat_jobs: Limit | None = None, chat_window_s: Limit | None = None,
-    queue_max: Limit | None = None,
-) -> None:  # fmt: skip
-    """/limits [key: number …]: the limits now, or after the change."""
-    if (rt := await _admin(interaction)) is None:
-        return
-    asked = {
-        "user_jobs": user_jobs, "user_window_s": user_window_s, "user_concurrent": user_concurrent,
-        "chat_jobs": chat_jobs, "chat_window_s": chat_window_s, "queue_max": queue_max,
-    }  # fmt: skip
-    numbers = {key: value for key, value in asked.items() if value is not None}
-    try:
-        now = await rt.engine.set_limits(**numbers) if numbers else await rt.engine.limits()
-    except BotError as exc:
-        await say(interaction, messages.error_text(exc))
-        return
-    await say(interaction, messages.limits_text(now, changed=bool(numbers)))
+async def _fresh_image(client: discord.Client, kept: PendingJob) -> media.Image:
+    """The meme again: from its message when there is one (attachment links expire), else the kept link."""
+    if kept.source is not None:
+        channel_id, message_id = kept.source
+        try:
+            message = await client.get_partial_messageable(channel_id).fetch_message(message_id)
+        except discord.HTTPException:
+            message = None
+        found = media.in_message(message) if message is not None else None
+        if found is not None:
+            return found
+    return media.Image(kept.image, kept.filename or "meme")
 
 
 def register(tree: app_commands.CommandTree[discord.Client]) -> None:
     """Every command on the tree, and its error handler."""
     every: tuple[app_commands.Command[Any, Any, Any] | app_commands.ContextMenu | app_commands.Group, ...] = (
-        animate, animate_message, history, quota, cancel, help_command, lora, stats, ban, unban, limits,
+        animate, animate_message, history, quota, cancel, help_command, *admin.COMMANDS,
     )  # fmt: skip
     for command in every:
         tree.add_command(command)

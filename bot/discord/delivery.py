@@ -24,12 +24,16 @@ from bot.core.errors import BotError, EngineError
 from bot.core.follow import follow
 from bot.core.models import Job
 from bot.core.options import AnimateRequest
+from bot.core.pending import PendingJob
 from bot.discord import media
-from bot.discord.runtime import NONE, PLATFORM, TOKEN_LIFETIME_S, Runtime, chat_of, token_usable
+from bot.discord.runtime import KEEP_DELIVERED, NONE, PLATFORM, TOKEN_LIFETIME_S, Runtime, chat_of, token_usable
+from bot.discord.views import result_view
+from engine.vocabulary import Format
 
 log = logging.getLogger(__name__)
 
-RESULT_FORMAT, FALLBACK_FORMAT = "gif", "mp4"  # a GIF when it fits the upload limit well, else a sharp MP4
+RESULT_FORMAT: Format = "gif"  # when it fits the upload limit well,
+FALLBACK_FORMAT: Format = "mp4"  # else a sharp MP4
 TOO_LARGE = 40005  # Discord's "Request entity too large"
 
 
@@ -74,14 +78,12 @@ def _http(rt: Runtime) -> Any:
     return rt.http
 
 
-def _info(req: Request, job: Job, status_id: int | None, status_text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "key": req.key, "user_id": req.user.id, "channel_id": req.channel_id,
-        "poster": req.poster, "options": req.request.options,
-        "image": {"url": req.image.url, "filename": req.image.filename},
-        "source": list(req.source) if req.source else None, "status_id": status_id, "status_text": status_text,
-        "at": time.time(), **extra,
-    }  # fmt: skip
+def _kept(req: Request, status_id: int | None, status_text: str, **extra: Any) -> PendingJob:
+    return PendingJob(
+        key=req.key, user_id=req.user.id, chat_id=req.channel_id, request=req.request, poster=req.poster,
+        image=req.image.url, filename=req.image.filename, status_id=status_id, status_text=status_text,
+        at=time.time(), source=req.source, **extra,
+    )  # fmt: skip
 
 
 async def animate_interaction(
@@ -90,7 +92,7 @@ async def animate_interaction(
     """Defer at once (a "thinking…" message), queue the meme, show "Queued — #n" and follow the job."""
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True)
-    if req.key in rt.claims or rt.job_for_key(req.key) is not None:
+    if req.key in rt.claims or rt.pending.find(req.key) is not None:
         return
     rt.claims.add(req.key)
     try:
@@ -109,7 +111,7 @@ async def animate_interaction(
         expires = interaction.created_at.timestamp() + TOKEN_LIFETIME_S
         rt.pending.add(
             job.id,
-            _info(req, job, status_id, line, token=interaction.token, app_id=interaction.application_id,
+            _kept(req, status_id, line, token=interaction.token, app_id=interaction.application_id,
                   token_expires=expires),
         )  # fmt: skip
     finally:
@@ -120,7 +122,7 @@ async def animate_interaction(
 
 async def animate_message(rt: Runtime, client: discord.Client, message: discord.Message, req: Request) -> None:
     """The reply trigger: queue the meme and answer with a status reply that becomes the result."""
-    if req.key in rt.claims or rt.job_for_key(req.key) is not None:
+    if req.key in rt.claims or rt.pending.find(req.key) is not None:
         return
     rt.claims.add(req.key)
     try:
@@ -134,7 +136,7 @@ async def animate_message(rt: Runtime, client: discord.Client, message: discord.
         line = messages.queued_text(job.position)
         status = await message.reply(line, mention_author=False, allowed_mentions=NONE)
         rt.edited_at[job.id] = time.monotonic()
-        rt.pending.add(job.id, _info(req, job, status.id, line, reply_to=message.id))
+        rt.pending.add(job.id, _kept(req, status.id, line, reply_to=message.id))
     finally:
         rt.claims.discard(req.key)
     log.info("job %s queued by a reply in channel %s", job.id, req.channel_id)
@@ -162,7 +164,7 @@ def watch(rt: Runtime, client: discord.Client, job_id: str) -> None:
 
 def resume(rt: Runtime, client: discord.Client) -> int:
     """Watch every job the state file says is still in flight; returns how many."""
-    jobs = [job_id for job_id, info in rt.pending.all().items() if not info.get("delivered")]
+    jobs = rt.pending.in_flight()
     for job_id in jobs:
         watch(rt, client, job_id)
     return len(jobs)
@@ -187,8 +189,8 @@ async def _follow(rt: Runtime, client: discord.Client, job_id: str) -> None:
 
 async def _show_progress(rt: Runtime, client: discord.Client, job: Job) -> None:
     """Show the job's newest status line."""
-    info = rt.pending.get(job.id)
-    if info is None or info.get("delivered"):
+    kept = rt.pending.get(job.id)
+    if kept is None or kept.delivered:
         return
     rt.latest[job.id] = messages.status_text(job)
     await _sync_status(rt, client, job.id)
@@ -200,9 +202,9 @@ async def _sync_status(rt: Runtime, client: discord.Client, job_id: str) -> None
     What the message shows is kept in memory only: the state file is fsynced on every write, and a restarted
     bot's next event brings a fresher line anyway.
     """
-    info = rt.pending.get(job_id)
+    kept = rt.pending.get(job_id)
     line = rt.latest.get(job_id)
-    if info is None or info.get("delivered") or line is None or line == rt.shown.get(job_id, info["status_text"]):
+    if kept is None or kept.delivered or line is None or line == rt.shown.get(job_id, kept.status_text):
         return
     wait = rt.edited_at.get(job_id, 0.0) + rt.settings.edit_interval_s - time.monotonic()
     if wait > 0:
@@ -211,7 +213,7 @@ async def _sync_status(rt: Runtime, client: discord.Client, job_id: str) -> None
         return
     rt.edited_at[job_id] = time.monotonic()
     try:
-        await edit_message(client, info, content=formatting.defuse_mentions(line))
+        await edit_message(client, kept, content=formatting.defuse_mentions(line))
     except (discord.HTTPException, NoStatus) as exc:  # deleted, or out of reach: the result still comes
         log.info("status of job %s not edited: %s", job_id, exc)
         return
@@ -234,40 +236,45 @@ def _forget_status(rt: Runtime, job_id: str) -> None:
         flush.cancel()
 
 
-async def edit_message(client: discord.Client, info: dict[str, Any], **fields: Any) -> discord.Message | None:
+async def edit_message(client: discord.Client, kept: PendingJob, **fields: Any) -> discord.Message | None:
     """Edit the job's status message: through the interaction token while it lives, else as the bot's message."""
-    if info.get("status_id") is None:
+    if kept.status_id is None:
         raise NoStatus("the job has no status message")
-    if token_usable(info):
-        hook = discord.Webhook.partial(int(info["app_id"]), str(info["token"]), client=client)
-        return await hook.edit_message(int(info["status_id"]), allowed_mentions=NONE, **fields)
-    message = client.get_partial_messageable(int(info["channel_id"])).get_partial_message(int(info["status_id"]))
+    hook = _webhook(client, kept)
+    if hook is not None:
+        return await hook.edit_message(kept.status_id, allowed_mentions=NONE, **fields)
+    message = client.get_partial_messageable(kept.chat_id).get_partial_message(kept.status_id)
     return await message.edit(allowed_mentions=NONE, **fields)
 
 
+def _webhook(client: discord.Client, kept: PendingJob) -> discord.Webhook | None:
+    """The interaction's webhook while its token is usable, else None."""
+    if not token_usable(kept) or kept.app_id is None or kept.token is None:
+        return None
+    return discord.Webhook.partial(kept.app_id, kept.token, client=client)
+
+
 async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
-    info = rt.pending.get(job.id)
-    if info is None or info.get("delivered"):
+    kept = rt.pending.get(job.id)
+    if kept is None or kept.delivered:
         return
     if job.status != "done":
         await end_without_result(rt, client, job.id, messages.error_text(job))
         return
     data, content_type = await rt.engine.result(job.id)
     extension = "mp4" if content_type.startswith("video/") else "gif"
-    caption = formatting.defuse_mentions(
-        messages.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
-    )
-    if info.get("sending"):
+    caption = formatting.defuse_mentions(messages.result_caption(kept.poster, (job.script or {}).get("motion_prompt")))
+    if kept.sending:
         # A restart came between the upload and recording it. Through a live token the message says whether
         # the upload landed; otherwise send again under a line that says so, rather than never.
-        if await _already_sent(client, info):
-            _delivered(rt, job, int(info["status_id"]))
+        if kept.status_id is not None and await _already_sent(client, kept):
+            _delivered(rt, job, kept.status_id)
             return
         caption = f"{messages.SENT_AGAIN}\n{caption}"
     else:
         rt.pending.update(job.id, sending=True)
     try:
-        message_id = await _upload(client, info, job.id, data, f"makeitmove-{job.id[:12]}.{extension}", caption)
+        message_id = await _upload(client, kept, job.id, data, f"makeitmove-{job.id[:12]}.{extension}", caption)
     except discord.HTTPException as exc:
         if exc.status >= 500:
             raise  # Discord's own trouble: the watcher tries again
@@ -277,77 +284,69 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
         await end_without_result(rt, client, job.id, line)
         return
     _delivered(rt, job, message_id)
-    log.info("job %s delivered to channel %s as %s", job.id, info["channel_id"], extension)
-    rt.forget_old()
+    log.info("job %s delivered to channel %s as %s", job.id, kept.chat_id, extension)
+    rt.pending.forget_old(KEEP_DELIVERED)
 
 
 def _delivered(rt: Runtime, job: Job, message_id: int) -> None:
-    rt.pending.update(job.id, delivered=True, seed=job.seed, result_message_id=message_id, at=time.time())
+    rt.pending.update(job.id, delivered=True, seed=job.seed, result_id=message_id, at=time.time())
     _forget_status(rt, job.id)
 
 
-async def _already_sent(client: discord.Client, info: dict[str, Any]) -> bool:
-    if not token_usable(info):
+async def _already_sent(client: discord.Client, kept: PendingJob) -> bool:
+    hook = _webhook(client, kept)
+    if hook is None or kept.status_id is None:
         return False
-    hook = discord.Webhook.partial(int(info["app_id"]), str(info["token"]), client=client)
     with contextlib.suppress(discord.HTTPException):
-        message = await hook.fetch_message(int(info["status_id"]))
+        message = await hook.fetch_message(kept.status_id)
         return bool(message.attachments)
     return False
 
 
-async def _upload(
-    client: discord.Client, info: dict[str, Any], job_id: str, data: bytes, name: str, caption: str
-) -> int:
+async def _upload(client: discord.Client, kept: PendingJob, job_id: str, data: bytes, name: str, caption: str) -> int:
     """The result with its buttons: in place of the status while the token lives, else as a reply below it."""
-    from bot.discord.buttons import result_view
 
     def file() -> discord.File:
         return discord.File(io.BytesIO(data), filename=name)
 
-    if token_usable(info) and not info.get("reply_to") and info.get("status_id") is not None:
+    if token_usable(kept) and not kept.reply_to and kept.status_id is not None:
         try:
-            message = await edit_message(client, info, content=caption, attachments=[file()], view=result_view(job_id))
+            message = await edit_message(client, kept, content=caption, attachments=[file()], view=result_view(job_id))
             assert message is not None
             return message.id
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == TOO_LARGE:
                 raise
             log.info("job %s: the interaction token failed (%s); posting in the channel", job_id, exc)
-    channel = client.get_partial_messageable(int(info["channel_id"]))
-    below = info.get("reply_to") or info.get("status_id")
+    channel = client.get_partial_messageable(kept.chat_id)
+    below = kept.reply_to or kept.status_id
     extra: dict[str, Any] = {}
     if below:
         extra["reference"] = discord.MessageReference(
-            message_id=int(below), channel_id=int(info["channel_id"]), fail_if_not_exists=False
+            message_id=below, channel_id=kept.chat_id, fail_if_not_exists=False
         )
     sent = await channel.send(caption, file=file(), view=result_view(job_id), allowed_mentions=NONE, **extra)
     with contextlib.suppress(discord.HTTPException, NoStatus):  # a status line left behind is untidy, not wrong
-        if info.get("reply_to") and info.get("status_id"):
-            await channel.get_partial_message(int(info["status_id"])).delete()
-        elif not info.get("reply_to"):
-            await edit_message(client, info, content=messages.DISCORD_SEE_BELOW)
+        if kept.reply_to and kept.status_id:
+            await channel.get_partial_message(kept.status_id).delete()
+        elif not kept.reply_to:
+            await edit_message(client, kept, content=messages.DISCORD_SEE_BELOW)
     return sent.id
 
 
 async def end_without_result(rt: Runtime, client: discord.Client, job_id: str, line: str) -> bool:
     """Put `line` in the job's status message and mark it finished; False if this bot isn't showing the job."""
-    info = rt.pending.get(job_id)
-    if info is None or info.get("delivered"):
+    kept = rt.pending.get(job_id)
+    if kept is None or kept.delivered:
         return False
     try:
-        await edit_message(client, info, content=formatting.defuse_mentions(line))
+        await edit_message(client, kept, content=formatting.defuse_mentions(line))
     except (discord.HTTPException, NoStatus) as exc:
         log.info("job %s: status not edited (%s); telling the channel", job_id, exc)
         with contextlib.suppress(discord.HTTPException):
-            channel = client.get_partial_messageable(int(info["channel_id"]))
+            channel = client.get_partial_messageable(kept.chat_id)
             await channel.send(formatting.defuse_mentions(line), allowed_mentions=NONE)
     rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
     _forget_status(rt, job_id)
     log.info("job %s ended without a result: %s", job_id, line)
     return True
-
-
-def request_of(info: dict[str, Any]) -> AnimateRequest:
-    """The request a kept job was made with."""
-    return AnimateRequest.from_options(dict(info.get("options") or {}))

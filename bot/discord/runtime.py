@@ -1,17 +1,18 @@
-"""What every Discord handler shares: settings, the engine client, the jobs in flight and who is an admin."""
+"""What every Discord handler shares: settings, the engine client, the jobs in flight, who is an admin, `say`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 import aiohttp
 import discord
 
+from bot.core import formatting
 from bot.core.engine_client import EngineClient
-from bot.core.pending import PendingJobs
+from bot.core.pending import PendingJob, PendingJobs
 from bot.settings import DiscordSettings
 
 PLATFORM = "discord"
@@ -49,25 +50,27 @@ class Runtime:
         permissions = getattr(user, "guild_permissions", None)
         return bool(permissions is not None and permissions.manage_guild)
 
-    def job_for_key(self, key: str) -> str | None:
-        """The job already made for an idempotency key, if this bot remembers one."""
-        return next((job_id for job_id, info in self.pending.all().items() if info.get("key") == key), None)
 
-    def forget_old(self) -> None:
-        """Keep only the newest KEEP_DELIVERED delivered jobs in the state file."""
-        delivered = sorted(
-            (info.get("at", 0.0), job_id) for job_id, info in self.pending.all().items() if info.get("delivered")
-        )
-        for _, job_id in delivered[: max(0, len(delivered) - KEEP_DELIVERED)]:
-            self.pending.remove(job_id)
-
-
-def token_usable(info: dict[str, Any], now: float | None = None) -> bool:
+def token_usable(kept: PendingJob, now: float | None = None) -> bool:
     """The job's interaction token (if it has one) can still edit its messages."""
-    expires = info.get("token_expires")
-    return bool(info.get("token")) and expires is not None and (now or time.time()) < expires - TOKEN_MARGIN_S
+    expires = kept.token_expires
+    return bool(kept.token) and expires is not None and (now or time.time()) < expires - TOKEN_MARGIN_S
 
 
 def chat_of(guild_id: int | None, channel_id: int | None) -> str:
     """The engine's chat for per-chat limits: the server, or the DM channel outside one."""
     return str(guild_id) if guild_id else f"dm{channel_id or 0}"
+
+
+def runtime_of(interaction: discord.Interaction) -> Runtime:
+    """The Runtime of the client handling this interaction."""
+    return cast(Runtime, interaction.client.rt)  # type: ignore[attr-defined]
+
+
+async def say(interaction: discord.Interaction, line: str) -> None:
+    """One ephemeral sentence, as the response or as a follow-up when the response was already given."""
+    line = formatting.defuse_mentions(line)
+    if interaction.response.is_done():
+        await interaction.followup.send(line, ephemeral=True, allowed_mentions=NONE)
+    else:
+        await interaction.response.send_message(line, ephemeral=True, allowed_mentions=NONE)

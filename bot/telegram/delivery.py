@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from functools import partial
-from typing import Any
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import BadRequest, TelegramError
@@ -17,9 +16,10 @@ from bot.core.errors import EngineError, EngineUnavailable
 from bot.core.follow import follow
 from bot.core.models import Job
 from bot.core.options import AnimateRequest
+from bot.core.pending import PendingJob
 from bot.telegram import sending
 from bot.telegram.media import Source, download
-from bot.telegram.runtime import PLATFORM, RESULT_FORMAT, Runtime
+from bot.telegram.runtime import KEEP_DELIVERED, PLATFORM, RESULT_FORMAT, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def start_job(
     poster: str | None,
 ) -> None:  # fmt: skip
     """Submit once per idempotency key and answer "Queued"; duplicates of a known key are ignored."""
-    if key in rt.claims or rt.job_for_key(key) is not None:
+    if key in rt.claims or rt.pending.find(key) is not None:
         log.info("duplicate request %s ignored", key)
         return
     rt.claims.add(key)
@@ -65,11 +65,11 @@ async def _submit(
     )
     rt.pending.add(
         job.id,
-        {
-            "key": key, "chat_id": chat_id, "user_id": user_id, "poster": poster, "reply_to": source.message_id,
-            "file_id": source.file_id, "filename": source.filename, "options": request.options,
-            "status_message_id": status.message_id, "status_text": status.text, "at": time.time(),
-        },
+        PendingJob(
+            key=key, user_id=user_id, chat_id=chat_id, request=request, poster=poster, image=source.file_id,
+            filename=source.filename, status_id=status.message_id, status_text=status.text or "", at=time.time(),
+            reply_to=source.message_id,
+        ),
     )  # fmt: skip
     log.info("job %s queued for chat %s (position %s)", job.id, chat_id, job.position)
     watch(rt, bot, job.id)
@@ -86,7 +86,7 @@ def watch(rt: Runtime, bot: Bot, job_id: str) -> None:
 
 def resume(rt: Runtime, bot: Bot) -> int:
     """Watch every job the state file says is still in flight; returns how many."""
-    jobs = [job_id for job_id, info in rt.pending.all().items() if not info.get("delivered")]
+    jobs = rt.pending.in_flight()
     for job_id in jobs:
         watch(rt, bot, job_id)
     return len(jobs)
@@ -110,57 +110,57 @@ async def _follow(rt: Runtime, bot: Bot, job_id: str) -> None:
 
 
 async def _show_progress(rt: Runtime, bot: Bot, job: Job) -> None:
-    info = rt.pending.get(job.id)
-    if info is None or info.get("delivered"):  # e.g. /cancel already put "Cancelled." there
+    kept = rt.pending.get(job.id)
+    if kept is None or kept.delivered:  # e.g. /cancel already put "Cancelled." there
         return
     line = messages.status_text(job)
-    if line == rt.shown.get(job.id, info.get("status_text")) or not rt.throttle.allow(info["chat_id"]):
+    if line == rt.shown.get(job.id, kept.status_text) or not rt.throttle.allow(kept.chat_id):
         return  # unchanged, or this chat has had its edits for now: the next event brings a fresher line
     with contextlib.suppress(BadRequest):  # "message is not modified" or the user deleted it
         await sending.call(
-            lambda: bot.edit_message_text(line, chat_id=info["chat_id"], message_id=info["status_message_id"]),
-            what="edit",
+            lambda: bot.edit_message_text(line, chat_id=kept.chat_id, message_id=kept.status_id), what="edit"
         )
     rt.shown[job.id] = line
 
 
 async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
-    info = rt.pending.get(job.id)
-    if info is None or info.get("delivered"):
+    kept = rt.pending.get(job.id)
+    if kept is None or kept.delivered:
         return
     if job.status != "done":
         await end_without_result(rt, bot, job.id, messages.error_text(job))
         return
     data, _ = await rt.engine.result(job.id)
-    caption = messages.result_caption(info.get("poster"), (job.script or {}).get("motion_prompt"))
+    caption = messages.result_caption(kept.poster, (job.script or {}).get("motion_prompt"))
     # Telegram has no call to ask whether a message went out, so a bot stopped between sendAnimation and
     # the `delivered` write can't know. It records `sending` first; after a restart such a job is sent
     # again under a line that says so: a labelled duplicate now and then beats a result that never comes.
-    if info.get("sending"):
+    if kept.sending:
         caption = f"{messages.SENT_AGAIN}\n{caption}"
         log.info("job %s may have been sent before a restart; sending it again", job.id)
     else:
         rt.pending.update(job.id, sending=True)
-    rt.throttle.reserve(info["chat_id"])
-    sent = await send_result(bot, info["chat_id"], data, caption, job.id, reply_to=info["reply_to"])
-    rt.pending.update(job.id, delivered=True, seed=job.seed, result_message_id=sent.message_id, at=time.time())
+    rt.throttle.reserve(kept.chat_id)
+    sent = await send_result(bot, kept.chat_id, data, caption, job.id, reply_to=kept.reply_to)
+    rt.pending.update(job.id, delivered=True, seed=job.seed, result_id=sent.message_id, at=time.time())
     rt.shown.pop(job.id, None)
-    log.info("job %s delivered to chat %s", job.id, info["chat_id"])
-    with contextlib.suppress(TelegramError):  # a status line left behind is untidy, not wrong
-        await sending.call(lambda: bot.delete_message(info["chat_id"], info["status_message_id"]), what="delete")
-    rt.forget_old()
+    log.info("job %s delivered to chat %s", job.id, kept.chat_id)
+    if kept.status_id is not None:
+        status_id = kept.status_id
+        with contextlib.suppress(TelegramError):  # a status line left behind is untidy, not wrong
+            await sending.call(lambda: bot.delete_message(kept.chat_id, status_id), what="delete")
+    rt.pending.forget_old(KEEP_DELIVERED)
 
 
 async def end_without_result(rt: Runtime, bot: Bot, job_id: str, line: str) -> bool:
     """Put `line` in the job's status message and mark it finished; False if this bot isn't showing the job."""
-    info = rt.pending.get(job_id)
-    if info is None or info.get("delivered"):
+    kept = rt.pending.get(job_id)
+    if kept is None or kept.delivered:
         return False
-    rt.throttle.reserve(info["chat_id"])
+    rt.throttle.reserve(kept.chat_id)
     with contextlib.suppress(BadRequest):
         await sending.call(
-            lambda: bot.edit_message_text(line, chat_id=info["chat_id"], message_id=info["status_message_id"]),
-            what="edit",
+            lambda: bot.edit_message_text(line, chat_id=kept.chat_id, message_id=kept.status_id), what="edit"
         )
     rt.pending.update(job_id, delivered=True, status_text=line, at=time.time())
     rt.shown.pop(job_id, None)
@@ -168,12 +168,16 @@ async def end_without_result(rt: Runtime, bot: Bot, job_id: str, line: str) -> b
     return True
 
 
-async def send_result(bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int) -> Message:
+async def send_result(
+    bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int | None
+) -> Message:
     """sendAnimation with the MP4, replying to the meme, with the result buttons; no parse_mode."""
     return await sending.call(
         lambda: bot.send_animation(
             chat_id, data, caption=caption, filename=f"{job_id[:12]}.mp4", reply_markup=result_buttons(job_id),
-            reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True),
+            reply_parameters=(
+                ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
+            ),
         ),
         what="sendAnimation",
     )  # fmt: skip
@@ -185,8 +189,3 @@ def result_buttons(job_id: str) -> InlineKeyboardMarkup:
         InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}") for action, label in messages.RESULT_BUTTONS
     ]
     return InlineKeyboardMarkup([row[:2], row[2:]])
-
-
-def request_of(info: dict[str, Any]) -> AnimateRequest:
-    """The request a kept job was made with."""
-    return AnimateRequest.from_options(dict(info.get("options") or {}))

@@ -12,7 +12,7 @@ from bot.core import messages
 from bot.core.errors import BotError, OptionError
 from bot.core.options import parse_animate
 from bot.telegram import sending
-from bot.telegram.delivery import end_without_result, request_of, send_result, start_job
+from bot.telegram.delivery import end_without_result, send_result, start_job
 from bot.telegram.media import Source, image_source
 from bot.telegram.runtime import PLATFORM, runtime
 
@@ -88,8 +88,8 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     rt = runtime(context)
     action, _, job_id = query.data.removeprefix("mim:").partition(":")
-    info = rt.pending.get(job_id) if job_id else None
-    allowed = info is None or query.from_user.id == info["user_id"] or rt.is_admin(query.from_user.id)
+    kept = rt.pending.get(job_id) if job_id else None
+    allowed = kept is None or query.from_user.id == kept.user_id or rt.is_admin(query.from_user.id)
     if action == "del" and not allowed:
         await query.answer(messages.NOT_YOUR_JOB, show_alert=True)  # the refusal is the answer itself
         return
@@ -109,18 +109,17 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 key=f"tg:{chat_id}:{message.message_id}", poster=_poster(message.reply_to_message),
             )  # fmt: skip
         elif action in ("again", "more"):
-            if info is None:
+            if kept is None:
                 await sending.call(lambda: context.bot.send_message(chat_id, messages.UNKNOWN_JOB), what="send")
                 return
-            request = request_of(info)
             if action == "again":
-                request = request.with_seed(None)
+                request = kept.request.with_seed(None)
             else:  # the same seed, so only the motion changes
-                request = request.with_seed(info.get("seed")).more_motion()
-            source = Source(info["file_id"], info["filename"], info["reply_to"])
+                request = kept.request.with_seed(kept.seed).more_motion()
+            source = Source(kept.image, kept.filename, kept.reply_to or message.message_id)
             await start_job(
                 rt, context.bot, chat_id=chat_id, user_id=user_id, source=source, request=request,
-                key=f"tg:{chat_id}:cb:{query.id}", poster=info.get("poster"),
+                key=f"tg:{chat_id}:cb:{query.id}", poster=kept.poster,
             )  # fmt: skip
         elif action == "prompt":
             job = await rt.engine.get(job_id)
@@ -201,7 +200,8 @@ async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     # Its "Queued"/progress line becomes "Cancelled." at once rather than when the engine's event arrives;
     # that edit answers the command when it is in this chat, so the user gets one message, not two.
-    shown_here = (rt.pending.get(job.id) or {}).get("chat_id") == message.chat_id
+    kept = rt.pending.get(job.id)
+    shown_here = kept is not None and kept.chat_id == message.chat_id
     if not await end_without_result(rt, context.bot, job.id, messages.CANCELLED) or not shown_here:
         await reply(message, messages.CANCELLED)
 

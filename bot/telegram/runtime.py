@@ -36,18 +36,6 @@ class Runtime:
         """The user is one of [telegram] admins."""
         return user_id is not None and user_id in self.settings.admins
 
-    def job_for_key(self, key: str) -> str | None:
-        """The job already made for an idempotency key, if this bot remembers one."""
-        return next((job_id for job_id, info in self.pending.all().items() if info.get("key") == key), None)
-
-    def forget_old(self) -> None:
-        """Keep only the newest KEEP_DELIVERED delivered jobs in the state file."""
-        delivered = sorted(
-            ((info.get("at", 0.0), job_id) for job_id, info in self.pending.all().items() if info.get("delivered")),
-        )
-        for _, job_id in delivered[: max(0, len(delivered) - KEEP_DELIVERED)]:
-            self.pending.remove(job_id)
-
 
 def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
     """The Runtime of the Application handling this update."""
