@@ -11,7 +11,7 @@ from discord.http import Route
 
 from engine.config import load_settings, replace
 from engine.pipeline import Pipeline
-from tests.bot.test_telegram import SMALL
+from tests.bot.telegram_world import SMALL
 
 
 def _discord(request: pytest.FixtureRequest) -> bool:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from bot.core.pending import PendingJobs
-from bot.discord.app import running
+from bot.core.pending import PendingJob, PendingJobs
+from bot.discord.app import MakeItMove, running
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.app import create_app
 from engine.service.keys import Tokens
 from engine.types import AnimationOptions
-from tests.bot.test_telegram import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL
+from tests.bot.telegram_world import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL
 from tests.fakes import discord as fd
 from tests.support.memes import meme
 from tests.support.ports import free_port
@@ -24,7 +26,10 @@ from tests.support.settings import both
 
 DC_TOKEN = "fake-discord-bot-token"
 ENV = {"DISCORD_TOKEN": DC_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}
-WAIT_S = 20.0
+WAIT_S = fd.WAIT_S  # any one wait: only a guard against a hang, never a speed limit
+HANG_S = 600.0  # a whole scenario, larger than any one wait in it
+# the names discord.py gives the tasks that run event handlers, app commands and component callbacks
+HANDLER_TASKS = ("discord.py: ", "CommandTree-invoker", "discord-ui-")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monday-cat.png"
 
 
@@ -75,6 +80,7 @@ class World:
         self.settings, self.bot_settings = both(base)
         if {"generate", "encode"} & set(sections):  # a pipeline of its own for these settings
             self.gate = Gate(Pipeline(self.settings))
+        self.client: MakeItMove | None = None  # the bot last started by bot()
         self._runner: web.AppRunner | None = None
 
     async def start_engine(self) -> None:
@@ -88,17 +94,39 @@ class World:
             await self._runner.cleanup()
             self._runner = None
 
-    def bot(self) -> Any:
+    @contextlib.asynccontextmanager
+    async def bot(self) -> AsyncIterator[MakeItMove]:
         """A running bot, as `makeitmove bot discord` runs it: `async with world.bot():`."""
-        return running(self.bot_settings, ENV, timeout=WAIT_S, guild_ready_timeout=0.05)
+        async with running(self.bot_settings, ENV, timeout=WAIT_S, guild_ready_timeout=0.05) as client:
+            self.client = client
+            yield client
 
-    def pending(self) -> dict[str, dict[str, Any]]:
+    async def settled(self) -> None:
+        """Wait until the running bot has handled every event the fake sent and delivers nothing any more.
+
+        What proves a message will never come, however slow the machine: the bot's gateway has read the last
+        event sent (discord.py starts an event's handlers as it reads it), and no handler, job watcher or
+        held-back status edit of the bot is still running.
+        """
+        client, fake = self.client, self.fake
+        assert client is not None, "no bot is running"
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            await fake.wait_until(lambda: client.ws is not None and (client.ws.sequence or 0) >= fake.sequence)
+            busy = [t for t in asyncio.all_tasks() if t.get_name().startswith(HANDLER_TASKS) and not t.done()]
+            busy += [t for t in (*client.rt.watchers.values(), *client.rt.flushes.values()) if not t.done()]
+            if not busy:
+                return
+            assert time.monotonic() < deadline, f"still running after {WAIT_S} s: {[t.get_name() for t in busy]}"
+            await asyncio.wait(busy, timeout=max(deadline - time.monotonic(), 0))
+
+    def pending(self) -> dict[str, PendingJob]:
         return PendingJobs(self.bot_settings.discord.state_file).all()
 
     async def result(self, interaction: dict[str, Any]) -> dict[str, Any]:
         """The result in the interaction's message, once the bot has also recorded it as delivered."""
         message = await result_of(self.fake, interaction)
-        await self.fake.wait_until(lambda: (self.pending().get(job_of(message)) or {}).get("delivered"), WAIT_S)
+        await self.fake.wait_until(lambda: (kept := self.pending().get(job_of(message))) and kept.delivered, WAIT_S)
         return message
 
 
@@ -124,7 +152,7 @@ def run(
             await world.stop_engine()
             await fake.stop()
 
-    asyncio.run(asyncio.wait_for(main(), timeout=120))
+    asyncio.run(asyncio.wait_for(main(), timeout=HANG_S))
 
 
 def png(width: int = 160, height: int = 120) -> bytes:

@@ -29,6 +29,7 @@ from tests.support.ports import free_port
 
 TOKEN, ADMIN = "bot-test-token", "admin-test-token"
 SMALL = {"frames": 4, "size": 96, "format": "gif"}
+WAIT_S = 90.0  # how long a wait may take before the test fails: only a guard against a hang, never a speed limit
 Scenario = Callable[[EngineClient], Awaitable[None]]
 
 
@@ -182,14 +183,25 @@ def test_admin_calls(tmp_path: Path, pipeline: Pipeline) -> None:
 
 
 def test_an_engine_that_is_down_is_unavailable_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quickly by its schedule, not the clock: each call gives up after RETRIES short, doubling waits."""
+    waits: list[float] = []
+    sleep = asyncio.sleep
+
+    async def counted(delay: float, *args: Any) -> Any:
+        waits.append(delay)
+        return await sleep(delay, *args)
+
     async def main() -> None:
         async with EngineClient(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=2) as client:
-            started = time.monotonic()
+            monkeypatch.setattr(asyncio, "sleep", counted)
             for call in (client.get("0" * 32), client.quota("test", "u1"), submit(client)):
+                waits.clear()
                 with pytest.raises(EngineUnavailable) as caught:
                     await call
                 assert str(caught.value) == messages.ENGINE_OFFLINE
-            assert time.monotonic() - started < 10
+                assert waits == [engine_client.RETRY_DELAY_S * 2**n for n in range(engine_client.RETRIES)]
+                assert sum(waits) <= 2.0, "a chat user waits for this sentence"
+            monkeypatch.setattr(asyncio, "sleep", sleep)
             monkeypatch.setattr(engine_client, "STREAM_BACKOFF_S", (0.01,))
             with pytest.raises(EngineUnavailable):  # reconnects, then polls, then gives up
                 [job async for job in client.events("0" * 32)]
@@ -243,6 +255,7 @@ class FakeEvents:
         self.open = 0
         self.most_open = 0
         self.polled: set[str] = set()
+        self.polls: dict[str, int] = {}  # job id -> how often it was polled
         self.done = asyncio.Event()
 
     def app(self) -> web.Application:
@@ -273,6 +286,7 @@ class FakeEvents:
 
     async def get(self, request: web.Request) -> web.Response:
         self.polled.add(request.match_info["id"])
+        self.polls[request.match_info["id"]] = self.polls.get(request.match_info["id"], 0) + 1
         return web.json_response(self.view(request.match_info["id"]))
 
     async def result(self, request: web.Request) -> web.Response:
@@ -287,7 +301,7 @@ async def follow(client: EngineClient, job_id: str) -> list[str]:
     return [job.status async for job in client.events(job_id)]
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -302,9 +316,9 @@ def test_many_open_event_streams_do_not_starve_a_result_download() -> None:
         async with TestServer(fake.app()) as server, EngineClient(str(server.make_url("")), TOKEN) as client:
             followers = [asyncio.create_task(follow(client, f"job{n}")) for n in range(130)]
             await until(lambda: fake.open == 130)
-            assert await asyncio.wait_for(client.result("job0"), timeout=5) == (b"GIF89a-result", "image/gif")
+            assert await asyncio.wait_for(client.result("job0"), timeout=WAIT_S) == (b"GIF89a-result", "image/gif")
             fake.finish()
-            statuses = await asyncio.wait_for(asyncio.gather(*followers), timeout=10)
+            statuses = await asyncio.wait_for(asyncio.gather(*followers), timeout=WAIT_S)
             assert all(seen == ["running", "done"] for seen in statuses)
             assert not fake.polled and client.open_streams == 0
 
@@ -320,11 +334,13 @@ def test_jobs_past_max_streams_are_polled(monkeypatch: pytest.MonkeyPatch) -> No
             client = EngineClient(str(server.make_url("")), TOKEN, max_streams=4)
             async with client:
                 followers = [asyncio.create_task(follow(client, f"job{n}")) for n in range(6)]
-                await until(lambda: fake.open == 4 and len(fake.polled) == 2)
-                await asyncio.sleep(0.1)
-                assert fake.most_open == 4 and client.open_streams == 4
+                await until(lambda: fake.open + len(fake.polled) >= 6)  # every follower chose: a stream or a poll
+                # each polling job went round its loop twice more, each time choosing a poll over a 5th stream
+                before = dict(fake.polls)
+                await until(lambda: all(fake.polls[job] >= polls + 2 for job, polls in before.items()))
+                assert fake.most_open == 4 and client.open_streams == 4 and len(fake.polled) == 2
                 fake.finish()
-                statuses = await asyncio.wait_for(asyncio.gather(*followers), timeout=10)
+                statuses = await asyncio.wait_for(asyncio.gather(*followers), timeout=WAIT_S)
                 assert all(seen == ["running", "done"] for seen in statuses)
 
     asyncio.run(main())

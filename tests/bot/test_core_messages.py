@@ -20,7 +20,8 @@ NOW = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 def test_importing_bot_core_pulls_in_no_heavy_library() -> None:
     code = (
-        "import sys, bot.core.engine_client, bot.core.options, bot.core.messages, bot.core.formatting, bot.core.throttle\n"
+        "import sys, bot.core.engine_client, bot.core.options, bot.core.messages, bot.core.formatting\n"
+        "import bot.core.throttle\n"
         "import bot.core.pending\n"
         "heavy = {'torch', 'sqlalchemy', 'cv2', 'rapidocr', 'numpy', 'storage', 'PIL'}\n"
         "loaded = heavy & {name.split('.')[0] for name in sys.modules}\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,6 +10,8 @@ import discord
 import pytest
 
 from bot.core import messages
+from bot.core.options import AnimateRequest
+from bot.discord.runtime import TOKEN_LIFETIME_S, TOKEN_MARGIN_S
 from engine.pipeline import Pipeline
 from tests.bot.discord_world import (
     EXAMPLE,
@@ -58,8 +59,8 @@ def test_slash_command_defers_shows_progress_and_delivers_a_gif_with_buttons(
         assert "the cat waves" in result["content"] and "@\u200beveryone" in result["content"]
         edits = [c.at for c in fake.calls if c.method == "PATCH" and asked["token"] in c.path and not c.files]
         assert len(edits) >= 2 and all(b - a >= 0.19 for a, b in zip(edits, edits[1:])), "≤ 1 edit per interval"
-        job = await fake.wait_until(lambda: (j := world.pending()[job_of(result)]).get("delivered") and j, WAIT_S)
-        assert job["key"] == f"dc:{asked['id']}"
+        job = await fake.wait_until(lambda: (j := world.pending()[job_of(result)]).delivered and j, WAIT_S)
+        assert job.key == f"dc:{asked['id']}"
         no_pings(fake)
 
     run(tmp_path, pipeline, scenario)
@@ -75,7 +76,7 @@ def test_context_menu_on_an_embed_and_on_a_message_without_an_image(tmp_path: Pa
         asked = await fake.context_menu("Animate meme", target_message=linked, user=fd.ALICE)
         result = await world.result(asked)
         assert result["content"].startswith("Meme by bob")
-        assert world.pending()[job_of(result)]["source"] == [fd.CHANNEL, int(linked["id"])]
+        assert world.pending()[job_of(result)].source == (fd.CHANNEL, int(linked["id"]))
         listing = await fake.slash("history", user=fd.ALICE)
         said = await fake.wait_until(lambda: [m for m in fake.made_by(listing) if m.get("content")], WAIT_S)
         assert said[-1]["content"].startswith("Your last animations") and said[-1]["flags"] & fd.EPHEMERAL
@@ -103,7 +104,7 @@ def test_reply_trigger_with_the_intent_takes_prompt_and_options(tmp_path: Path, 
         replies = await fake.wait_until(lambda: replies_with_file(fake, trigger), WAIT_S)
         result = checked(replies[0])
         job = world.pending()[job_of(result)]
-        assert job["key"] == f"dc:{trigger['id']}" and job["options"] == {"prompt": "make him dance", "motion": "high"}
+        assert job.key == f"dc:{trigger['id']}" and job.request == AnimateRequest("make him dance", motion="high")
         assert "make him dance" in result["content"] and result["content"].startswith("Meme by bob")
         # the "Queued" reply went away once the result was there
         posts = [c for c in fake.calls if c.method == "POST" and c.path == f"/channels/{fd.CHANNEL}/messages"]
@@ -113,6 +114,7 @@ def test_reply_trigger_with_the_intent_takes_prompt_and_options(tmp_path: Path, 
         await fake.post_message(fd.CHANNEL, fd.ALICE, "lol", reply_to=int(result["id"]))  # pings the bot, names it not
         await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}>")  # a mention with no meme anywhere
         await fake.wait_until(lambda: reply_saying(fake, messages.DISCORD_NEED_IMAGE), WAIT_S)
+        await world.settled()  # the handler of the reply to the result has ended too
         assert len(world.pending()) == 1, "the reply to the result started nothing"
         no_pings(fake)
 
@@ -145,6 +147,7 @@ def test_reply_trigger_off_ignores_mentions_and_commands_sync_globally(tmp_path:
         await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}> dance", reply_to=int(posted["id"]))
         quota = await fake.slash("quota", user=fd.ALICE)  # a later interaction, answered after the message event
         await fake.wait_until(lambda: fake.responses_of(quota), WAIT_S)
+        await world.settled()  # the message event's handler has ended too
         assert not [c for c in fake.calls if c.path == f"/channels/{fd.CHANNEL}/messages" and c.method == "POST"]
 
     run(tmp_path, pipeline, scenario, discord={"dev_guild": 0})
@@ -158,15 +161,15 @@ def test_result_buttons_work_and_keep_working_after_a_restart(tmp_path: Path, pi
             asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
             result = await world.result(asked)
         job_id = job_of(result)
-        first_seed = world.pending()[job_id]["seed"]
+        first_seed = world.pending()[job_id].seed
         async with world.bot():  # a new process: the buttons are matched by their custom_id alone
             again = await fake.click(result["id"], f"mim:again:{job_id}", user=fd.BOB)
             more = await fake.click(result["id"], f"mim:more:{job_id}", user=fd.ALICE)
             again_result, more_result = await world.result(again), await world.result(more)
             jobs = world.pending()
-            assert jobs[job_of(more_result)]["options"]["motion"] == "high"
-            assert jobs[job_of(more_result)]["seed"] == first_seed, "⚡ keeps the seed: only the motion changes"
-            assert jobs[job_of(again_result)]["user_id"] == fd.BOB
+            assert jobs[job_of(more_result)].request.motion == "high"
+            assert jobs[job_of(more_result)].seed == first_seed, "⚡ keeps the seed: only the motion changes"
+            assert jobs[job_of(again_result)].user_id == fd.BOB
 
             prompt = await fake.click(result["id"], f"mim:prompt:{job_id}", user=fd.BOB)
             shown = await fake.wait_until(lambda: [m for m in fake.made_by(prompt) if m.get("content")], WAIT_S)
@@ -219,7 +222,9 @@ def test_a_job_outliving_the_interaction_token_is_posted_in_the_channel(
         attachment = fake.add_attachment(png(), "cat.png", "image/png")
         asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment], created_at=created)
         await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content"), WAIT_S)
-        await asyncio.sleep(2.5)
+        # the clock past the token's end as the one who stops using it sees it: Discord, or the bot 60 s early
+        end = fake.token_lifetime_s if how.startswith("Discord") else TOKEN_LIFETIME_S - TOKEN_MARGIN_S
+        await fake.wait_until(lambda: fake.token_age(asked) > end, WAIT_S)
         world.gate.open()
         posted = await fake.wait_until(
             lambda: [m for m in fake.messages_in(fd.CHANNEL) if m.get("attachments") and not m.get("interaction_id")],
@@ -227,7 +232,7 @@ def test_a_job_outliving_the_interaction_token_is_posted_in_the_channel(
         )
         result = checked(posted[0])
         assert int(result["message_reference"]["message_id"]) == int(fake.original(asked)["id"])
-        await fake.wait_until(lambda: world.pending()[job_of(result)].get("delivered"), WAIT_S)
+        await fake.wait_until(lambda: world.pending()[job_of(result)].delivered, WAIT_S)
         if how.startswith("the bot"):  # it stopped using the token, and said so in the status message
             await fake.wait_until(lambda: fake.original(asked)["content"] == messages.DISCORD_SEE_BELOW, WAIT_S)
         no_pings(fake)
@@ -245,13 +250,13 @@ def test_a_job_in_flight_across_a_bot_restart_and_a_gateway_drop_is_delivered_on
         async with world.bot():
             asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment])
             await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content"), WAIT_S)
-        assert [info.get("delivered") for info in world.pending().values()] == [None], "in flight at the stop"
+        assert [kept.delivered for kept in world.pending().values()] == [False], "in flight at the stop"
         async with world.bot():
             await fake.drop_gateway()  # a gateway reconnect on top, while the job waits
             world.gate.open()
             result = await world.result(asked)
-            await fake.wait_until(lambda: world.pending()[job_of(result)].get("delivered"), WAIT_S)
-            await asyncio.sleep(0.5)
+            await fake.wait_until(lambda: world.pending()[job_of(result)].delivered, WAIT_S)
+            await world.settled()
         uploads = [c for c in fake.calls if c.files]
         assert len(uploads) == 1, "one upload: the job was delivered exactly once"
 
@@ -280,10 +285,10 @@ def test_a_result_that_cannot_be_posted_ends_with_a_sentence_not_a_retry_loop(
         old = datetime.now(timezone.utc) - timedelta(seconds=15 * 60 - 30)
         attachment = fake.add_attachment(png(), "cat.png", "image/png")
         asked = await fake.slash("animate", user=fd.ALICE, attachments=[attachment], created_at=old)
-        await fake.wait_until(lambda: next(iter(world.pending().values()), {}).get("delivered"), WAIT_S)
-        await asyncio.sleep(0.5)
-        info = next(iter(world.pending().values()))
-        assert info["status_text"] == messages.DISCORD_CANT_POST
+        await fake.wait_until(lambda: any(kept.delivered for kept in world.pending().values()), WAIT_S)
+        await world.settled()
+        kept = next(iter(world.pending().values()))
+        assert kept.status_text == messages.DISCORD_CANT_POST
         posts = [c for c in fake.calls if c.method == "POST" and c.path == f"/channels/{fd.CHANNEL}/messages"]
         assert [c.status for c in posts] == [403], "one try at the result, then no retries"
         assert fake.original(asked)["content"] == messages.DISCORD_CANT_POST  # its status message says why

@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.core import messages
 from engine.pipeline import Pipeline
 from tests.bot.discord_world import (
     DC_TOKEN,
     ENV,
+    HANG_S,
     WAIT_S,
     World,
     no_pings,
@@ -22,6 +24,8 @@ from tests.bot.discord_world import (
     run,
 )
 from tests.fakes import discord as fd
+
+T = TypeVar("T")
 
 
 def test_admin_commands_for_admins_only(tmp_path: Path, pipeline: Pipeline) -> None:
@@ -130,10 +134,23 @@ def test_cancel_shows_cancelled_in_place(tmp_path: Path, pipeline: Pipeline) -> 
         assert fake.original(asked)["content"] == messages.CANCELLED
         world.gate.open()
         await world.result(first)
-        await asyncio.sleep(0.3)
+        await world.settled()
         assert fake.original(asked)["content"] == messages.CANCELLED and not fake.original(asked).get("attachments")
 
     run(tmp_path, pipeline, scenario)
+
+
+async def unless_it_exits(process: asyncio.subprocess.Process, log: asyncio.Task[bytes], waiting: Awaitable[T]) -> T:
+    """What `waiting` gives; if the process ends first, fail at once with its stderr: a crash is no slow start."""
+    wanted, ended = asyncio.ensure_future(waiting), asyncio.ensure_future(process.wait())
+    try:
+        await asyncio.wait({wanted, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.cancel()
+    if wanted.done():
+        return wanted.result()
+    wanted.cancel()
+    raise AssertionError(f"the bot exited with {process.returncode}:\n{(await log).decode()}")
 
 
 def test_the_cli_runs_the_bot_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -150,30 +167,34 @@ def test_the_cli_runs_the_bot_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             sys.executable, "-m", "engine.cli", "bot", "discord", "--config", str(config),
             env={**os.environ, **ENV}, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        assert process.stderr is not None
+        log = asyncio.create_task(process.stderr.read())  # read all along: a full pipe would stall the bot
         try:
-            await fake.wait_ready(WAIT_S)
-            await fake.wait_until(lambda: fake.commands(guild=fd.GUILD), WAIT_S)
+            await unless_it_exits(process, log, fake.wait_ready(WAIT_S))
+            await unless_it_exits(process, log, fake.wait_until(lambda: fake.commands(guild=fd.GUILD), WAIT_S))
             asked = await fake.slash("help", user=fd.ALICE)
-            said = await fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            said = await unless_it_exits(
+                process, log, fake.wait_until(lambda: [m for m in fake.made_by(asked) if m.get("content")], WAIT_S)
+            )
             assert "Apps → Animate meme" in said[-1]["content"] and "/lora" not in said[-1]["content"]
             assert "mention me" not in said[-1]["content"], "the reply trigger is off by default"
             process.send_signal(signal.SIGINT)
             assert await asyncio.wait_for(process.wait(), WAIT_S) == 0
-            assert process.stderr is not None
-            log = (await process.stderr.read()).decode()
-            assert DC_TOKEN not in log and "Traceback" not in log
+            stderr = (await asyncio.wait_for(log, WAIT_S)).decode()
+            assert DC_TOKEN not in stderr and "Traceback" not in stderr
         finally:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+            log.cancel()
             await fake.stop()
 
-    asyncio.run(asyncio.wait_for(main(), timeout=60))
+    asyncio.run(asyncio.wait_for(main(), timeout=HANG_S))
 
 
 def test_the_cli_without_a_token_says_where_to_get_one() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bot", "discord"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "engine.cli", "bot", "discord"], capture_output=True, text=True, env=env, timeout=WAIT_S
     )
     assert done.returncode != 0 and "DISCORD_TOKEN" in done.stderr and "Traceback" not in done.stderr

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,15 +13,11 @@ import aiohttp
 import discord
 import pytest
 import yarl
-from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
-from PIL import Image
 
+from tests.bot.discord_probe import HANG_S, NONE, TOKEN, Buttons, Probe, calls_to, png, run, running
 from tests.fakes import discord as fd
-
-TOKEN = "fake-discord-token"
-NONE = discord.AllowedMentions.none()
 
 
 @pytest.fixture(autouse=True)
@@ -38,165 +32,12 @@ def discord_urls() -> Any:
     logger.setLevel(level)
 
 
-def png(width: int = 40, height: int = 30) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-class Buttons(discord.ui.View):
-    """A persistent view: one namespaced button that rewrites its message."""
-
-    def __init__(self) -> None:
-        super().__init__(timeout=None)
-
-    @discord.ui.button(label="Again", custom_id="probe:again:job1")
-    async def again(self, interaction: discord.Interaction, button: discord.ui.Button[Buttons]) -> None:
-        await interaction.response.edit_message(content=f"again by {interaction.user.id}", view=self)
-
-
-class Why(discord.ui.Modal, title="Why?"):
-    """A one-field modal."""
-
-    why: discord.ui.TextInput[Why] = discord.ui.TextInput(label="Why", custom_id="why")
-
-    def __init__(self, target: discord.abc.User) -> None:
-        super().__init__()
-        self.target = target
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(f"banned {self.target.id} for {self.why.value}", allowed_mentions=NONE)
-
-
-class Probe(discord.Client):
-    """A plain client with a few commands that record what they saw in `seen`."""
-
-    def __init__(self, *, intents: discord.Intents | None = None, **options: Any) -> None:
-        options.setdefault("chunk_guilds_at_startup", False)
-        # discord.py waits this long after the last GUILD_CREATE before `ready` (2 s by default)
-        super().__init__(intents=intents or discord.Intents.default(), guild_ready_timeout=0.05, **options)
-        self.tree = app_commands.CommandTree(self)
-        self.seen: dict[str, Any] = {}
-        self.messages: list[discord.Message] = []
-        self.resumed = asyncio.Event()
-        self._commands()
-
-    def _commands(self) -> None:
-        @self.tree.command(name="animate", description="Animate an image")
-        async def animate(interaction: discord.Interaction, image: discord.Attachment, prompt: str = "") -> None:
-            deferred = await interaction.response.defer(thinking=True)
-            self.seen["deferred"] = deferred
-            await interaction.edit_original_response(content="Queued", allowed_mentions=NONE)
-            data = await image.read()
-            self.seen["image"] = (data, interaction.filesize_limit, interaction.user.id, prompt)
-            out = discord.File(io.BytesIO(data[::-1]), "out.gif")
-            sent = await interaction.followup.send(
-                f"done <@{fd.ALICE}> @everyone", file=out, allowed_mentions=NONE, view=Buttons(), wait=True
-            )
-            self.seen["followup"] = sent
-
-        @self.tree.command(name="slow", description="Answer late")
-        async def slow(interaction: discord.Interaction, wait: float = 0.0) -> None:
-            try:
-                await interaction.response.defer()
-                await asyncio.sleep(wait)
-                await interaction.edit_original_response(content="late")
-            except discord.HTTPException as error:
-                self.seen["slow"] = error
-
-        @self.tree.command(name="ping", description="Pong")
-        async def ping(interaction: discord.Interaction) -> None:
-            await interaction.response.send_message("pong", ephemeral=True)
-
-        lora = app_commands.Group(
-            name="lora", description="LoRA checkpoints", default_permissions=discord.Permissions(manage_guild=True)
-        )
-
-        @lora.command(name="use", description="Use one")
-        async def lora_use(interaction: discord.Interaction, name: str) -> None:
-            assert isinstance(interaction.user, discord.Member)
-            self.seen["lora"] = (name, interaction.user.guild_permissions.manage_guild)
-            await interaction.response.send_message(f"using {name}")
-
-        @lora_use.autocomplete("name")
-        async def names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-            return [app_commands.Choice(name=n, value=n) for n in ("pixel", "clay") if n.startswith(current)]
-
-        self.tree.add_command(lora)
-
-        @self.tree.command(name="ban", description="Ban someone")
-        async def ban(interaction: discord.Interaction, user: discord.Member) -> None:
-            await interaction.response.send_modal(Why(user))
-
-        @self.tree.context_menu(name="Animate meme")
-        async def animate_message(interaction: discord.Interaction, message: discord.Message) -> None:
-            data = await message.attachments[0].read()
-            await interaction.response.send_message(f"{len(data)} bytes from {message.id}", ephemeral=True)
-
-    async def setup_hook(self) -> None:
-        self.add_view(Buttons())
-        guild = discord.Object(fd.GUILD)
-        self.tree.copy_global_to(guild=guild)
-        await self.tree.sync(guild=guild)
-
-    async def on_message(self, message: discord.Message) -> None:
-        self.messages.append(message)
-        if message.author != self.user and self.user in message.mentions:
-            await message.reply("on it", mention_author=False, allowed_mentions=NONE)
-
-    async def on_resumed(self) -> None:
-        self.resumed.set()
-
-
-@contextlib.asynccontextmanager
-async def running(client: discord.Client, timeout: float = 10.0) -> AsyncIterator[discord.Client]:
-    """The client started and ready inside the block; what stopped it is raised if it never got ready."""
-    task = asyncio.create_task(client.start(TOKEN))
-    ready = asyncio.create_task(client.wait_until_ready())
-    try:
-        done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()
-        assert ready in done, f"the client wasn't ready within {timeout} s"
-        yield client
-    finally:
-        ready.cancel()
-        await client.close()
-        with contextlib.suppress(asyncio.CancelledError, discord.DiscordException):
-            await asyncio.wait_for(task, timeout=5)
-
-
-def run(
-    scenario: Callable[[fd.FakeDiscord, Probe], Awaitable[None]], *, client: Callable[[], Probe] = Probe,
-    **fake_options: Any,
-) -> None:  # fmt: skip
-    """A fresh fake with the default guild, discord.py pointed at it, and a ready client around `scenario`."""
-
-    async def main() -> None:
-        fake = fd.FakeDiscord(TOKEN, **fake_options)
-        await fake.start()
-        fake.setup_default()
-        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = fake.api_base_url, yarl.URL(fake.gateway_url)
-        try:
-            async with running(client()) as probe:
-                assert isinstance(probe, Probe)
-                await scenario(fake, probe)
-        finally:
-            await fake.stop()
-
-    asyncio.run(asyncio.wait_for(main(), timeout=30))
-
-
-def calls_to(fake: fd.FakeDiscord, method: str, fragment: str) -> list[fd.Call]:
-    return [c for c in fake.calls if c.method == method and fragment in c.path]
-
-
 # --- the tests ---
 
 
 def test_login_ready_and_guild_sync() -> None:
     async def scenario(fake: fd.FakeDiscord, client: Probe) -> None:
-        identify = await fake.wait_ready(5)
+        identify = await fake.wait_ready()
         assert identify["intents"] == discord.Intents.default().value
         assert client.user is not None and client.user.id == fd.BOT_ID and client.application_id == fd.APPLICATION_ID
         guild = client.get_guild(fd.GUILD)
@@ -235,7 +76,7 @@ def test_slash_defers_edits_then_follows_up_with_a_file_and_no_pings() -> None:
         assert (attachment["width"], attachment["height"], attachment["size"]) == (40, 30, len(image))
         asked = await fake.slash("animate", user=fd.ALICE, options=[{"name": "prompt", "value": "wave"}],
                                  attachments=[attachment])  # fmt: skip
-        followup = await fake.wait_until(lambda: client.seen.get("followup"), timeout=5)
+        followup = await fake.wait_until(lambda: client.seen.get("followup"))
 
         assert fake.responses_of(asked) == [{"type": 5}]
         deferred = client.seen["deferred"]
@@ -268,7 +109,7 @@ def test_context_menu_reads_the_target_attachment_from_the_cdn() -> None:
         image = png(64, 48)
         posted = await fake.post_message(fd.CHANNEL, fd.BOB, "look", attachments=[fake.add_attachment(image, "m.png")])
         asked = await fake.context_menu("Animate meme", target_message=posted, user=fd.ALICE)
-        original = await fake.wait_until(lambda: fake.original(asked), timeout=5)
+        original = await fake.wait_until(lambda: fake.original(asked))
         assert original["content"] == f"{len(image)} bytes from {posted['id']}"
         assert original["flags"] == fd.EPHEMERAL and fake.responses_of(asked)[0]["type"] == 4
         assert original["type"] == 23
@@ -284,7 +125,7 @@ def test_a_persistent_button_works_after_a_restart() -> None:
         await client.close()
         async with running(Probe()):
             clicked = await fake.click(sent.id, "probe:again:job1", user=fd.BOB)
-            await fake.wait_until(lambda: fake.responses_of(clicked), timeout=5)
+            await fake.wait_until(lambda: fake.responses_of(clicked))
             assert fake.responses_of(clicked)[0]["type"] == 7
             assert fake.messages[sent.id]["content"] == f"again by {fd.BOB}"
             assert fake.original(clicked) == fake.messages[sent.id]
@@ -299,7 +140,7 @@ def test_message_content_arrives_only_when_the_bot_is_mentioned_and_a_reply_is_s
     async def scenario(fake: fd.FakeDiscord, client: Probe) -> None:
         meme = await fake.post_message(fd.CHANNEL, fd.BOB, "a meme", attachments=[fake.add_attachment(png(), "m.png")])
         asking = await fake.post_message(fd.CHANNEL, fd.ALICE, f"<@{fd.BOT_ID}> animate", reply_to=int(meme["id"]))
-        reply = await fake.wait_for(lambda c: c.method == "POST" and c.path == f"/channels/{fd.CHANNEL}/messages", 5)
+        reply = await fake.wait_for(lambda c: c.method == "POST" and c.path == f"/channels/{fd.CHANNEL}/messages")
         first, second = client.messages[:2]
         assert first.content == "" and first.attachments == [], "no Message Content intent, not mentioned"
         assert second.content == f"<@{fd.BOT_ID}> animate" and second.reference is not None
@@ -309,7 +150,7 @@ def test_message_content_arrives_only_when_the_bot_is_mentioned_and_a_reply_is_s
         assert reply.json["allowed_mentions"] == {"parse": [], "replied_user": False}
         [stored] = [m for m in fake.messages_in(fd.CHANNEL) if m["author"]["id"] == str(fd.BOT_ID)]
         assert stored["type"] == 19 and stored["mentions"] == [] and stored["content"] == "on it"
-        echo = await fake.wait_until(lambda: [m for m in client.messages if m.author == client.user], timeout=5)
+        echo = await fake.wait_until(lambda: [m for m in client.messages if m.author == client.user])
         assert echo[0].content == "on it", "Discord echoes the bot's own messages, as it does for real"
 
     run(scenario)
@@ -319,7 +160,7 @@ def test_an_expired_token_and_a_late_callback_fail_as_discord_fails_them() -> No
     async def scenario(fake: fd.FakeDiscord, client: Probe) -> None:
         fake.token_lifetime_s = 0.3
         asked = await fake.slash("slow", options=[{"name": "wait", "value": 0.5}])
-        error = await fake.wait_until(lambda: client.seen.get("slow"), timeout=5)
+        error = await fake.wait_until(lambda: client.seen.get("slow"))
         assert isinstance(error, discord.HTTPException) and (error.status, error.code) == (401, 50027)
         assert fake.responses_of(asked)[0]["type"] == 5
 
@@ -327,7 +168,7 @@ def test_an_expired_token_and_a_late_callback_fail_as_discord_fails_them() -> No
         fake.token_lifetime_s = 900
         old = datetime.now(timezone.utc) - timedelta(seconds=10)
         await fake.slash("slow", created_at=old)
-        late = await fake.wait_until(lambda: client.seen.get("slow"), timeout=5)
+        late = await fake.wait_until(lambda: client.seen.get("slow"))
         assert isinstance(late, discord.NotFound) and late.code == 10062
 
     run(scenario)
@@ -351,11 +192,11 @@ def test_gateway_drop_resumes_and_replays_what_was_missed() -> None:
     async def scenario(fake: fd.FakeDiscord, client: Probe) -> None:
         await fake.drop_gateway()
         missed = await fake.post_message(fd.CHANNEL, fd.ALICE, "while you were away")
-        await asyncio.wait_for(client.resumed.wait(), 5)
+        await asyncio.wait_for(client.resumed.wait(), fd.WAIT_S)
         assert fake.resumes == 1 and fake.connections == 2
-        await fake.wait_until(lambda: [m for m in client.messages if m.id == int(missed["id"])], timeout=5)
+        await fake.wait_until(lambda: [m for m in client.messages if m.id == int(missed["id"])])
         asked = await fake.slash("ping")
-        pong = await fake.wait_until(lambda: fake.original(asked), timeout=5)
+        pong = await fake.wait_until(lambda: fake.original(asked))
         assert pong["content"] == "pong" and pong["flags"] == fd.EPHEMERAL
         assert fake.responses_of(asked) == [{"type": 4, "data": {"content": "pong", "tts": False, "flags": 64}}]
 
@@ -380,7 +221,7 @@ def test_the_message_content_intent_refused_closes_with_4014() -> None:
         finally:
             await fake.stop()
 
-    asyncio.run(asyncio.wait_for(main(), timeout=30))
+    asyncio.run(asyncio.wait_for(main(), timeout=HANG_S))
 
 
 def test_upload_limit_double_answer_and_unknown_routes() -> None:
@@ -393,7 +234,7 @@ def test_upload_limit_double_answer_and_unknown_routes() -> None:
         assert (too_big.value.status, too_big.value.code) == (413, 40005)
 
         asked = await fake.slash("ping")
-        await fake.wait_until(lambda: fake.responses_of(asked), timeout=5)
+        await fake.wait_until(lambda: fake.responses_of(asked))
         async with aiohttp.ClientSession() as http:
             url = f"{fake.api_base_url}/interactions/{asked['id']}/{asked['token']}/callback"
             async with http.post(url, json={"type": 4, "data": {"content": "again"}}) as answer:
@@ -410,20 +251,20 @@ def test_upload_limit_double_answer_and_unknown_routes() -> None:
 def test_a_subcommand_its_autocomplete_a_user_option_and_a_modal() -> None:
     async def scenario(fake: fd.FakeDiscord, client: Probe) -> None:
         typed = await fake.autocomplete("lora", subcommand="use", focused="name", value="pi", user=fd.ADMIN)
-        choices = await fake.wait_until(lambda: fake.responses_of(typed), timeout=5)
+        choices = await fake.wait_until(lambda: fake.responses_of(typed))
         assert choices == [{"type": 8, "data": {"choices": [{"name": "pixel", "value": "pixel"}]}}]
         used = await fake.slash("lora", subcommand="use", options=[{"name": "name", "value": "pixel"}], user=fd.ADMIN)
-        assert (await fake.wait_until(lambda: fake.original(used), timeout=5))["content"] == "using pixel"
+        assert (await fake.wait_until(lambda: fake.original(used)))["content"] == "using pixel"
         assert client.seen["lora"] == ("pixel", True)
         assert used["data"]["options"] == [
             {"name": "use", "type": 1, "options": [{"type": 3, "name": "name", "value": "pixel"}]}
         ]
 
         asked = await fake.slash("ban", user=fd.ADMIN, options=[{"name": "user", "value": str(fd.BOB)}])
-        modal = await fake.wait_until(lambda: fake.responses_of(asked), timeout=5)
+        modal = await fake.wait_until(lambda: fake.responses_of(asked))
         assert modal[0]["type"] == 9 and fake.original(asked) is None
         submitted = await fake.submit_modal(asked, {"why": "spam"}, user=fd.ADMIN)
-        answer = await fake.wait_until(lambda: fake.original(submitted), timeout=5)
+        answer = await fake.wait_until(lambda: fake.original(submitted))
         assert answer["content"] == f"banned {fd.BOB} for spam"
         with pytest.raises(AssertionError, match="never synced"):
             await fake.slash("nope")

@@ -2,155 +2,43 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
 import safetensors.numpy
-from aiohttp import web
-from PIL import Image
 
 from bot.core import messages
 from bot.core.engine_client import EngineClient
-from bot.core.pending import PendingJobs
-from bot.telegram.app import build_application, polling, webhook, webhook_of
+from bot.telegram.app import build_application, webhook, webhook_of
 from engine.config import load_settings, replace
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
-from engine.service.app import create_app
-from engine.service.keys import Tokens
-from tests.fakes.telegram import BOT_USERNAME, Call, FakeTelegram, Users
+from tests.bot.telegram_world import (
+    ADMIN,
+    ALICE,
+    BOB,
+    ENGINE_TOKEN,
+    ENV,
+    GROUP,
+    SMALL,
+    World,
+    delivered,
+    gif,
+    replying_to,
+    run,
+    webp,
+)
+from tests.fakes.telegram import BOT_USERNAME
 from tests.support.memes import meme
 from tests.support.ports import free_port
-from tests.support.settings import both
-
-TG_TOKEN = "4242:fake-telegram-token"
-ENGINE_TOKEN, ADMIN_TOKEN = "engine-bot-token", "engine-admin-token"
-ENV = {"TELEGRAM_TOKEN": TG_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}
-ADMIN, ALICE, BOB = 1, 2, 3
-GROUP = -100
-SMALL = {"ocr": {"backend": "none"}, "generate": {"frames": 2}, "encode": {"size": 64}}
-GENEROUS = {"user": {"jobs": 100, "concurrent": 50}, "chat": {"jobs": 100}}
 
 
 @pytest.fixture(scope="module")
 def pipeline() -> Pipeline:
     """The real CPU pipeline at small options, shared by the engines of this module."""
     return Pipeline(replace(load_settings(), **SMALL))
-
-
-class World:
-    """A fake Telegram, the real engine on a fixed loopback port, and bots built from one settings object."""
-
-    def __init__(self, tmp_path: Path, pipeline: Pipeline, fake: FakeTelegram, sections: dict[str, Any]) -> None:
-        self.fake, self.users, self.pipeline = fake, Users(fake), pipeline
-        port = free_port()
-        self.checkpoints = tmp_path / "ckpt"
-        base: dict[str, dict[str, Any]] = {
-            **SMALL,
-            "storage": {"url": f"sqlite:///{tmp_path / 'engine.db'}"},
-            "checkpoints": {"dir": str(self.checkpoints)},
-            "engine": {"url": f"http://127.0.0.1:{port}", "port": port},
-            "limits": GENEROUS,
-            "telegram": {
-                "api_base_url": fake.api_base_url, "file_base_url": fake.file_base_url, "admins": [ADMIN],
-                "state_file": str(tmp_path / "pending.json"),
-            },
-        }  # fmt: skip
-        for name, values in sections.items():
-            base[name] = {**base.get(name, {}), **values}
-        self.settings, self.bot_settings = both(base)
-        self._runner: web.AppRunner | None = None
-
-    async def start_engine(self) -> None:
-        """Serve the real engine app on its port."""
-        app = create_app(
-            self.settings, tokens=Tokens(ENGINE_TOKEN, ADMIN_TOKEN), pipeline_factory=lambda _: self.pipeline
-        )
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.settings.engine.port).start()
-
-    async def stop_engine(self) -> None:
-        """Stop the engine (its database stays)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def pending(self) -> dict[str, dict[str, Any]]:
-        """The jobs the bots' state file holds, by engine job id."""
-        return PendingJobs(self.bot_settings.telegram.state_file).all()
-
-    def bot(self) -> Any:
-        """A running bot: `async with world.bot():`."""
-        return polling(build_application(self.bot_settings, ENV), poll_timeout=1)
-
-
-def run(
-    tmp_path: Path, pipeline: Pipeline, scenario: Callable[[World], Awaitable[None]], *, engine: bool = True,
-    bot: bool = True, **sections: dict[str, Any],
-) -> None:  # fmt: skip
-    """A fresh world; the engine and a bot running around `scenario` (without `bot`, the scenario starts them)."""
-
-    async def main() -> None:
-        fake = FakeTelegram(TG_TOKEN)
-        await fake.start()
-        world = World(tmp_path, pipeline, fake, sections)
-        try:
-            if engine:
-                await world.start_engine()
-            if bot:
-                async with world.bot():
-                    await scenario(world)
-            else:
-                await scenario(world)
-        finally:
-            await world.stop_engine()
-            await fake.stop()
-
-    asyncio.run(main())
-
-
-def replying_to(message: dict[str, Any]) -> Callable[[Call], bool]:
-    """The call replies to this message, in its chat."""
-    return lambda c: (
-        c.chat_id == message["chat"]["id"]
-        and (c.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]
-    )
-
-
-def with_text(line: str) -> Callable[[Call], bool]:
-    """The call sends exactly this text."""
-    return lambda c: c.text == line
-
-
-async def delivered(world: World, meme_message: dict[str, Any], count: int = 1) -> list[Call]:
-    """Wait for `count` results replying to the meme; check what a result must be."""
-    replied = replying_to(meme_message)
-    results = await world.fake.wait_for("sendAnimation", lambda c: replied(c) and c.result != "429", count=count)
-    for call in results:
-        assert call.uploads["animation"][4:8] == b"ftyp", "the result is an MP4"
-        assert "parse_mode" not in call.params
-        assert [b["callback_data"].split(":")[1] for b in call.buttons] == ["again", "more", "prompt", "del"]
-        assert all(len(b["callback_data"].encode()) <= 64 for b in call.buttons)
-    return results
-
-
-def webp(data: bytes) -> bytes:
-    out = io.BytesIO()
-    Image.open(io.BytesIO(data)).save(out, "WEBP")
-    return out.getvalue()
-
-
-def gif(data: bytes) -> bytes:
-    out = io.BytesIO()
-    Image.open(io.BytesIO(data)).convert("P").save(out, "GIF")
-    return out.getvalue()
 
 
 def test_caption_trigger_result_buttons_history_and_quota(tmp_path: Path, pipeline: Pipeline) -> None:
@@ -177,6 +65,7 @@ def test_caption_trigger_result_buttons_history_and_quota(tmp_path: Path, pipeli
         assert refused[0].params.get("show_alert") in ("true", "True", True)
         users.tap(ALICE, shown, f"mim:del:{job_id}")
         await fake.wait_for("deleteMessage", lambda c: int(c.params["message_id"]) == shown["message_id"])
+        await world.settled()
         assert len(fake.of("answerCallbackQuery")) == 5, "every tap is answered exactly once"
 
         users.message(ALICE, text="/quota")
@@ -209,7 +98,7 @@ def test_reply_triggers_photo_document_sticker_animation_and_group_mention(tmp_p
         users.message(BOB, GROUP, text=f"/animate@{BOT_USERNAME} camera=zoom-in", reply_to=group_meme)
         for meme_message in [*memes, group_meme]:
             await delivered(world, meme_message)
-        await asyncio.sleep(0.3)
+        await world.settled()
         assert len(world.fake.of("sendAnimation", GROUP)) == 1, "the command for another bot is not ours"
 
     run(tmp_path, pipeline, scenario)
@@ -223,7 +112,7 @@ def test_private_photo_gets_an_animate_button(tmp_path: Path, pipeline: Pipeline
         world.users.tap(ALICE, offer.result, "mim:go")
         await delivered(world, photo)
         group_photo = world.users.message(BOB, GROUP, **world.users.photo(meme()))
-        await asyncio.sleep(0.3)
+        await world.settled()
         assert not world.fake.of("sendMessage", GROUP), f"no button in groups: {group_photo['message_id']}"
 
     run(tmp_path, pipeline, scenario)
@@ -295,7 +184,7 @@ def test_a_duplicate_update_makes_one_job_and_one_reply(tmp_path: Path, pipeline
         fake.repush(update_id)
         await delivered(world, photo)
         fake.repush(update_id)  # once more after the result went out
-        await asyncio.sleep(0.5)
+        await world.settled()
         assert len(fake.of("sendMessage", ALICE)) == 1 and len(fake.of("sendAnimation", ALICE)) == 1
 
     run(tmp_path, pipeline, scenario)
@@ -316,7 +205,7 @@ def test_a_job_queued_before_a_restart_is_delivered_once_after_it(tmp_path: Path
             assert not fake.of("sendAnimation")
             async with world.bot():
                 await delivered(world, photo)
-                await asyncio.sleep(0.5)
+                await world.settled()
         assert len(fake.of("sendMessage", ALICE)) == 1 and len(fake.of("sendAnimation", ALICE)) == 1
 
     run(tmp_path, pipeline, scenario, bot=False)
@@ -363,6 +252,7 @@ def test_cancel_a_queued_job_and_nothing_to_cancel(tmp_path: Path, pipeline: Pip
             await engine.cancel(blocker.id, platform="test", user_id="x")  # the worker is free for the next job
             later = users.message(BOB, text="/animate", **users.photo(meme(seed=2)))
             await delivered(world, later)  # the worker ran the jobs after the cancelled one
+            await world.settled()
         assert not fake.of("sendAnimation", ALICE), "a cancelled job is never delivered"
         assert not [c for c in fake.of("sendMessage", ALICE) if c.text == messages.CANCELLED], "the edit is the answer"
 
@@ -411,13 +301,13 @@ def test_a_bot_stopped_while_sending_sends_again_saying_so(tmp_path: Path, pipel
         photo = world.users.message(ALICE, text="/animate", **world.users.photo(meme()))
         async with world.bot():
             await fake.wait_for("sendAnimation")
-            assert next(iter(world.pending().values())).get("sending") is True, "recorded before the send"
+            assert next(iter(world.pending().values())).sending is True, "recorded before the send"
         fake.release("sendAnimation")  # Telegram may well have got it: the bot can't tell
         async with world.bot():
             first, again = await delivered(world, photo, count=2)
-            await asyncio.sleep(0.3)
+            await world.settled()
         assert messages.SENT_AGAIN not in first.text and again.text.startswith(messages.SENT_AGAIN)
         assert len(fake.of("sendAnimation")) == 2 and len(fake.of("sendMessage", ALICE)) == 1
-        assert all(info.get("delivered") for info in world.pending().values())
+        assert all(kept.delivered for kept in world.pending().values())
 
     run(tmp_path, pipeline, scenario, bot=False)

@@ -16,6 +16,7 @@ BOT_ID = 7000
 BOT_USERNAME = "makeitmove_bot"
 # request fields PTB sends JSON-encoded; every other field is kept as the string it arrived as
 JSON_FIELDS = {"reply_markup", "reply_parameters", "commands", "allowed_updates", "entities", "caption_entities"}
+WAIT_S = 90.0  # how long a wait may take before the test fails: only a guard against a hang, never a speed limit
 
 
 @dataclass
@@ -56,6 +57,7 @@ class FakeTelegram:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
         self.webhook: dict[str, Any] = {}  # the last setWebhook's parameters; empty while polling
         self._updates: list[dict[str, Any]] = []
+        self.offsets: list[int] = []  # the offset of every getUpdates, in the order they came
         self._arrived = asyncio.Event()
         self._failures: dict[str, int] = {}  # method -> retry_after of its next call's 429
         self._holds: dict[str, asyncio.Event] = {}  # method -> set when its held calls may be answered
@@ -117,6 +119,11 @@ class FakeTelegram:
         original = next(u for u in self._updates if u["update_id"] == update_id)
         return self.push({k: v for k, v in original.items() if k != "update_id"})
 
+    @property
+    def last_update_id(self) -> int:
+        """The id of the newest update pushed, or 0."""
+        return self._updates[-1]["update_id"] if self._updates else 0
+
     def fail_next(self, method: str, retry_after: int = 1) -> None:
         """The next call of `method` gets a 429 with this retry_after."""
         self._failures[method] = retry_after
@@ -133,8 +140,20 @@ class FakeTelegram:
         """The recorded calls of one method, optionally to one chat."""
         return [c for c in self.calls if c.method == method and (chat_id is None or c.chat_id == chat_id)]
 
+    async def wait_fetched(self, update_id: int, *, since: int = 0, timeout: float = WAIT_S) -> None:
+        """Wait until a getUpdates (the `since`-th or a later one) asked for an offset past `update_id`.
+
+        The bot asks so only once it has taken every update up to `update_id` (python-telegram-bot puts each in
+        its update queue before it asks for the next ones).
+        """
+        deadline = time.monotonic() + timeout
+        while not any(offset > update_id for offset in self.offsets[since:]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"update {update_id} not fetched within {timeout} s; offsets: {self.offsets[-5:]}")
+            await asyncio.sleep(0.02)
+
     async def wait_for(
-        self, method: str, where: Callable[[Call], bool] = lambda c: True, *, count: int = 1, timeout: float = 20.0
+        self, method: str, where: Callable[[Call], bool] = lambda c: True, *, count: int = 1, timeout: float = WAIT_S
     ) -> list[Call]:
         """Poll the call log until `count` calls of `method` match, or fail after `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -231,6 +250,7 @@ class FakeTelegram:
 
     async def _getUpdates(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:  # noqa: N802
         offset = int(params.get("offset") or 0)
+        self.offsets.append(offset)
         # a short long-poll: tests stop the bot often, and a stopping updater waits for this answer
         deadline = time.monotonic() + min(float(params.get("timeout") or 0), 0.5)
         while True:

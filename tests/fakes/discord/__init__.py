@@ -39,6 +39,7 @@ from tests.fakes.discord.constants import (
     ROLE_MENTION,
     ROLE_MODS,
     SUPPRESS_EMBEDS,
+    WAIT_S,
 )
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.state import Call
@@ -48,5 +49,5 @@ __all__ = [
     "BOB", "BOT_ID", "BOT_NAME", "CHANNEL", "DIRECT_MESSAGES", "DISCORD_EPOCH_MS", "EPHEMERAL",
     "EVERYONE_PERMISSIONS", "GUILD", "GUILD_MEMBERS", "GUILD_MESSAGES", "LOADING", "MANAGE_GUILD", "MANAGE_MESSAGES",
     "MENTION", "MESSAGE_COMPONENT", "MESSAGE_CONTENT", "MIB", "MODAL_SUBMIT", "ROLE_MENTION", "ROLE_MODS",
-    "SUPPRESS_EMBEDS", "Call", "FakeDiscord",
+    "SUPPRESS_EMBEDS", "WAIT_S", "Call", "FakeDiscord",
 ]  # fmt: skip

@@ -25,3 +25,4 @@ SUPPRESS_EMBEDS, EPHEMERAL, LOADING = 4, 64, 128
 APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
+WAIT_S = 90.0  # how long a wait may take before the test fails: only a guard against a hang, never a speed limit

@@ -35,6 +35,11 @@ class Gateway:
         self._events: list[dict[str, Any]] = []  # this session's dispatches, replayed on RESUME
         self._ready = asyncio.Event()
 
+    @property
+    def sequence(self) -> int:
+        """The "s" of the last event sent (or waiting for a RESUME) in this session."""
+        return self._seq
+
     async def wait_ready(self, timeout: float) -> dict[str, Any]:
         """Wait until the bot identified and got READY and its guilds (or was refused); returns the IDENTIFY."""
         await asyncio.wait_for(self._ready.wait(), timeout)

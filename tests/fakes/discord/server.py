@@ -21,6 +21,7 @@ from tests.fakes.discord.constants import (
     MIB,
     MODAL_SUBMIT,
     ROLE_MENTION,
+    WAIT_S,
 )
 from tests.fakes.discord.gateway import Gateway
 from tests.fakes.discord.interactions import command_data, new_interaction
@@ -107,6 +108,11 @@ class FakeDiscord:
         return self.world.gateway_url
 
     @property
+    def sequence(self) -> int:
+        """The "s" of the last gateway event sent in this session (or waiting in it for a RESUME)."""
+        return self.gateway.sequence
+
+    @property
     def cdn_base_url(self) -> str:
         """Where attachments are served."""
         return self.world.cdn_base_url
@@ -150,7 +156,7 @@ class FakeDiscord:
 
     # --- driving the bot ---
 
-    async def wait_ready(self, timeout: float = 10.0) -> dict[str, Any]:
+    async def wait_ready(self, timeout: float = WAIT_S) -> dict[str, Any]:
         """Wait until the bot identified and got READY and its guilds (or was refused); returns the IDENTIFY."""
         return await self.gateway.wait_ready(timeout)
 
@@ -282,6 +288,10 @@ class FakeDiscord:
         original_id = self.world.record(interaction).original_id
         return self.world.messages.get(original_id) if original_id is not None else None
 
+    def token_age(self, interaction: dict[str, Any] | int) -> float:
+        """Seconds since the interaction was created: its token dies when this passes token_lifetime_s."""
+        return self.world.record(interaction).age()
+
     def made_by(self, interaction: dict[str, Any] | int) -> list[dict[str, Any]]:
         """Every live message the interaction's token created (its @original and follow-ups), oldest first."""
         interaction_id = int(self.world.record(interaction).payload["id"])
@@ -295,11 +305,11 @@ class FakeDiscord:
         """Every live message in a channel (ephemeral ones too: their flags say 64), oldest first."""
         return [m for m in self.world.messages.values() if int(m["channel_id"]) == channel_id]
 
-    async def wait_for(self, predicate: Callable[[Call], bool], timeout: float = 10.0) -> Call:
+    async def wait_for(self, predicate: Callable[[Call], bool], timeout: float = WAIT_S) -> Call:
         """The first recorded call that matches, waiting up to `timeout` seconds for it."""
         return await self.wait_until(lambda: next((c for c in self.world.calls if predicate(c)), None), timeout)
 
-    async def wait_until(self, condition: Callable[[], T | None], timeout: float = 10.0) -> T:
+    async def wait_until(self, condition: Callable[[], T | None], timeout: float = WAIT_S) -> T:
         """Poll `condition` until it returns something truthy, and return that; fail after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
