@@ -26,6 +26,7 @@ from storage.statements import (
     USER_LOCK,
     check_params,
     count_jobs,
+    idempotency_scope,
     job_columns,
     lock_key,
     utc,
@@ -33,12 +34,28 @@ from storage.statements import (
 
 log = logging.getLogger(__name__)
 
+CONFLICT = "That Idempotency-Key was already used for a different request; use a new key."
+DIGEST_MAX = 64  # the request_digest column's width: a sha256 hex digest
+
+
+def check_digest(new: NewJob) -> None:
+    """Refuse a request_digest the column cannot hold (Postgres would fail mid-transaction, SQLite keep it whole)."""
+    digest = new.request_digest
+    if digest is not None and not 0 < len(digest) <= DIGEST_MAX:
+        raise ValueError(f"request_digest must be 1 to {DIGEST_MAX} characters, not {len(digest)}")
+
+
+def conflicts(stored: str | None, asked: str | None) -> bool:
+    """A repeated key asks for something else; a digest missing on either side (older jobs, no digest) matches."""
+    return stored is not None and asked is not None and stored != asked
+
 
 class Admission(Store):
     """submit() and what it answers to: the limits in force and each user's quota."""
 
     async def submit(self, new: NewJob, *, now: datetime | None = None) -> Submitted:
         """Atomically: idempotency check, ban check, limits (admins exempt), insert. Raises Rejected."""
+        check_digest(new)
         at = utc(now) if now is not None else None
         try:
             if self._sync_writer is not None:
@@ -49,8 +66,10 @@ class Admission(Store):
                 async with self._write_connection() as conn:
                     submitted = await conn.run_sync(self._submit, new, at)
         except IntegrityError:
-            # Only a key reused across users gets here: one user's submissions are serialised.
-            existing = await self._by_key(new.idempotency_key) if new.idempotency_key else None
+            # Keys are per user and one user's submissions are serialised (BEGIN IMMEDIATE, advisory
+            # locks), so a repeat always sees the first job; should a race get here all the same,
+            # it answers as a repeat would rather than with an error.
+            existing = await self._by_scope(new)
             if existing is None:
                 raise
             return Submitted(existing, created=False)
@@ -58,6 +77,15 @@ class Admission(Store):
             job = submitted.job
             log.info("job %s queued for %s user %s in chat %s", job.id, job.platform, job.user_id, job.chat_id)
         return submitted
+
+    async def precheck(self, new: NewJob, *, now: datetime | None = None) -> JobRecord | None:
+        """submit()'s answer without storing anything: the job a repeated key names, else None; raises Rejected."""
+        # Read-only and not atomic (a submission in between can change the answer; submit decides):
+        # it lets the API refuse a banned, limited or conflicting request before decoding its image.
+        check_digest(new)
+        at = utc(now)
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(self._verdict, new, at)
 
     def _submit_blocking(self, new: NewJob, at: datetime | None) -> Submitted:
         """_submit in its own transaction on the blocking twin engine (on _sync_thread, under the write lock)."""
@@ -77,13 +105,52 @@ class Admission(Store):
                 conn.execute(select(func.pg_advisory_xact_lock(space, key)))
         # Taken under the write lock, so created_at follows the order jobs are stored (and queued) in.
         now = at or utc(None)
+        existing = self._verdict(conn, new, now)
+        if existing is not None:
+            return Submitted(existing, created=False)
+        record = JobRecord(
+            id=new.id or uuid4().hex,
+            status="queued",
+            platform=new.platform,
+            user_id=new.user_id,
+            chat_id=new.chat_id,
+            is_admin=new.is_admin,
+            options=dict(new.options),
+            seed=new.seed,
+            idempotency_key=idempotency_scope(new),
+            attempts=0,
+            stage=None,
+            fraction=0.0,
+            error_code=None,
+            error=None,
+            script=None,
+            timings=None,
+            checkpoint=None,
+            result_format=None,
+            result_bytes=None,
+            result_expired=False,
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+            request_digest=new.request_digest,
+        )
+        # Core inserts of statements built once, the values as parameters: cached compiles.
+        conn.execute(INSERT_JOB, job_columns(record))
+        # After the job row: the payload's foreign key needs it.
+        conn.execute(INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
+        return Submitted(record, created=True)
+
+    def _verdict(self, conn: Connection, new: NewJob, now: datetime) -> JobRecord | None:
+        """What submit and precheck answer: the job a repeated key names, or None to store `new`; raises Rejected."""
         # The windows depend on the limits, which are read in the same statement: count with the
         # limits seen last and count again only if an admin changed them in between.
         limits = self._limits_seen
         row = (conn.execute(CHECKS, check_params(new, limits, now))).one()
         if row.existing is not None:
-            job = job_record(conn.execute(select(JOBS).where(JOBS.c.idempotency_key == new.idempotency_key)).one())
-            return Submitted(job, created=False)
+            # Before the ban and the limits, as a retry of an accepted job is not a new job.
+            if conflicts(row.existing_digest, new.request_digest):
+                raise Rejected("idempotency_conflict", CONFLICT)
+            return job_record(conn.execute(select(JOBS).where(JOBS.c.seq == row.existing)).one())
         if row.banned:
             raise Rejected("banned", rules.BANNED)
         stored = rules.from_json(row.limits, self._default_limits) if row.limits is not None else self._default_limits
@@ -99,36 +166,7 @@ class Admission(Store):
             queued=row.queued,
         )
         rules.check(limits, usage, is_admin=new.is_admin, now=now)
-        record = JobRecord(
-            id=new.id or uuid4().hex,
-            status="queued",
-            platform=new.platform,
-            user_id=new.user_id,
-            chat_id=new.chat_id,
-            is_admin=new.is_admin,
-            options=dict(new.options),
-            seed=new.seed,
-            idempotency_key=new.idempotency_key,
-            attempts=0,
-            stage=None,
-            fraction=0.0,
-            error_code=None,
-            error=None,
-            script=None,
-            timings=None,
-            checkpoint=None,
-            result_format=None,
-            result_bytes=None,
-            result_expired=False,
-            created_at=now,
-            started_at=None,
-            finished_at=None,
-        )
-        # Core inserts of statements built once, the values as parameters: cached compiles.
-        conn.execute(INSERT_JOB, job_columns(record))
-        # After the job row: the payload's foreign key needs it.
-        conn.execute(INSERT_PAYLOAD, {"job_id": record.id, "image": new.image})
-        return Submitted(record, created=True)
+        return None
 
     async def quota(self, platform: str, user_id: str, *, now: datetime | None = None) -> Quota:
         """What the user has left under the limits in force."""
@@ -153,10 +191,16 @@ class Admission(Store):
     async def _user_active(self, session: AsyncSession, platform: str, user_id: str) -> int:
         return await count_jobs(session, Job.platform == platform, Job.user_id == user_id, Job.status.in_(ACTIVE))
 
-    async def _by_key(self, key: str) -> JobRecord | None:
+    async def _by_scope(self, new: NewJob) -> JobRecord | None:
+        """The job stored under `new`'s key (None without a key); raises Rejected if it was for another request."""
+        scope = idempotency_scope(new)
+        if scope is None:
+            return None
         async with self._reader() as session:
-            job = await session.scalar(select(Job).where(Job.idempotency_key == key))
-            return job.record() if job is not None else None
+            job = await session.scalar(select(Job).where(Job.idempotency_key == scope))
+        if job is not None and conflicts(job.request_digest, new.request_digest):
+            raise Rejected("idempotency_conflict", CONFLICT)
+        return job.record() if job is not None else None
 
     # --- admin ------------------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ class Job(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean)
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(BigInteger)
+    # The scope digest of the client's key (statements.idempotency_scope), not the key itself: one
+    # unique column for per-user keys, so migration 0003 never had to rebuild this table on SQLite.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     stage: Mapped[str | None] = mapped_column(String(32))
@@ -119,6 +121,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Who holds the running job's claim (a `makeitmove worker`); the claim is this worker at `attempts`.
     worker: Mapped[str | None] = mapped_column(String(128))
+    # What the key was first used for; a repeat asking for something else is refused (NULL: unchecked).
+    request_digest: Mapped[str | None] = mapped_column(String(64))
 
     def record(self) -> JobRecord:
         """The row as the frozen dataclass the repository hands out."""

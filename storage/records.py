@@ -22,6 +22,7 @@ class JobRecord:
     is_admin: bool
     options: dict[str, Any]  # the request's options as JSON (prompt, motion, camera, format, ...)
     seed: int
+    # Not the client's key: a digest of (platform, user_id, key), so keys are per user (idempotency_scope)
     idempotency_key: str | None
     attempts: int  # how many times a worker started it
     stage: str | None  # the stage running now, or the last one reached
@@ -38,6 +39,7 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     worker: str | None = None  # the `makeitmove worker` that claimed it last (None: the local queue)
+    request_digest: str | None = None  # NewJob.request_digest as submitted (None: not given, or made before 0003)
 
     @property
     def final(self) -> bool:
@@ -103,7 +105,10 @@ class NewJob:
     options: dict[str, Any]
     seed: int
     image: bytes  # kept until the retention sweep so a restart can run the job again
-    idempotency_key: str | None = None
+    idempotency_key: str | None = None  # the client's key; scoped to platform + user_id by the repository
+    # A digest of what was asked (the API: sha256 hex of the image bytes and the canonical options):
+    # a repeated key with a different digest is refused; None on either side matches anything.
+    request_digest: str | None = None
     id: str = field(default="")  # empty: the repository makes one
 
 
@@ -120,6 +125,6 @@ class Rejected(Exception):
 
     def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.code = code  # "rate_limited", "banned" or "queue_full"
+        self.code = code  # "rate_limited", "banned", "queue_full" or "idempotency_conflict"
         self.message = message
         self.retry_after = retry_after  # seconds, for "rate_limited"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,6 +54,11 @@ def build_checks() -> Select[Any]:
         select(Setting.value).where(Setting.key == "limits").scalar_subquery().label("limits"),
         # With no key this compares with NULL, which matches nothing: existing is NULL.
         select(Job.seq).where(Job.idempotency_key == bindparam("key")).scalar_subquery().label("existing"),
+        # Apart from `existing`: a NULL here is also a job stored without a digest.
+        select(Job.request_digest)
+        .where(Job.idempotency_key == bindparam("key"))
+        .scalar_subquery()
+        .label("existing_digest"),
         exists().where(BanRow.platform == platform, BanRow.user_id == user_id).label("banned"),
         counted(in_user_window).label("user_jobs"),
         newest_time(in_user_window, "user_skip").label("user_leaving"),
@@ -69,7 +75,7 @@ def check_params(new: NewJob, limits: Limits, now: datetime) -> dict[str, Any]:
         "platform": new.platform,
         "user_id": new.user_id,
         "chat_id": new.chat_id,
-        "key": new.idempotency_key,
+        "key": idempotency_scope(new),
         "user_since": rules.window_start(now, limits.user_window_s),
         "chat_since": rules.window_start(now, limits.chat_window_s),
         "user_skip": limits.user_jobs - 1,
@@ -198,6 +204,16 @@ def utc(now: datetime | None) -> datetime:
     if now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware, not {now!r}")
     return now.astimezone(timezone.utc)
+
+
+def idempotency_scope(new: NewJob) -> str | None:
+    """What the jobs table stores for the submission's key: sha256 hex of (platform, user_id, key); None without one."""
+    if new.idempotency_key is None:
+        return None
+    # A JSON array keeps the parts apart whatever they contain ("a:b" + "c" never meets "a" + "b:c").
+    # Migration 0003 holds a frozen copy of this: change one, and stored keys stop matching.
+    parts = json.dumps([new.platform, new.user_id, new.idempotency_key], separators=(",", ":"))
+    return hashlib.sha256(parts.encode("ascii")).hexdigest()
 
 
 def lock_key(name: str) -> int:

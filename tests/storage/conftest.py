@@ -61,6 +61,21 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(_admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each backend in turn, with no tables at all: a new SQLite file, or a new Postgres database dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'jobs.db'}"
+        return
+    request.getfixturevalue("postgres_url")  # skips when Postgres is unreachable
+    name = f"makeitmove_blank_{uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def _empty(url: str) -> None:
     async def truncate() -> None:
         import asyncpg

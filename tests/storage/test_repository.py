@@ -92,9 +92,11 @@ async def test_the_same_idempotency_key_twice_makes_one_job(url: str) -> None:
         assert first.created and not again.created
         assert again.job.id == first.job.id
         assert [j.id for j in await repo.history("telegram", "u1")] == [first.job.id]
-        # Another user reusing the key gets the same answer, never a second job or an error.
+        # Keys are per user: another user's same key is a job of their own, and never finds this one.
         other = await repo.submit(new_job("u2", idempotency_key="tg:update:1"), now=T0)
-        assert not other.created and other.job.id == first.job.id
+        assert other.created and other.job.id != first.job.id and other.job.user_id == "u2"
+        mine = await repo.submit(new_job(idempotency_key="tg:update:1"), now=T0 + timedelta(seconds=6))
+        assert not mine.created and mine.job.id == first.job.id
 
 
 async def test_banned_users_are_refused_until_unbanned(url: str) -> None:
@@ -216,7 +218,7 @@ def test_sqlite_file_is_created_in_wal_mode_at_head(sqlite_url: str) -> None:
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
 
 
 def test_urls_get_an_async_driver_unless_they_name_one() -> None:
