@@ -1,38 +1,52 @@
-"""The LoRA checkpoint registry: the `.safetensors` files of one directory, chosen by bare name."""
+"""The LoRA checkpoint registry: the `.safetensors` files of one directory, chosen by bare name.
+
+Every file is untrusted: whatever is wrong with one (its header, its kind, where it links to) makes it an
+invalid entry with a short reason, never an exception out of the listing. A job start reads only the active
+checkpoint's own file, so no other file of the directory can fail it.
+"""
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
-import math
+import os
 import re
+import stat
 import struct
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.errors import UserError
+from engine.safejson import BadJSON, loads_object
+from engine.units import human_bytes
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".safetensors"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-# The safetensors format caps its JSON header at 100 MB; a longer one is not a safetensors file.
-MAX_HEADER_BYTES = 100_000_000
+# safetensors itself allows a 100 MB header, but a LoRA's is ~150 bytes per tensor: a few hundred KB for
+# thousands of tensors, training metadata included. 4 MB leaves ample room for the biggest, while the worst
+# hostile header (4 MB of `{},`) costs ~200 MB of Python objects and about a second, once per file version.
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+# safejson's default (100,000 values) would refuse a big LoRA (~9 values a tensor); the byte cap bounds the cost.
+MAX_HEADER_VALUES = 1_000_000
 DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
     "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4,
     "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
+EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     """One `.safetensors` file of the registry, and whether it can be used."""
 
-    name: str  # the file's stem: what users and admins type
+    name: str  # the file's stem: what users and admins type (undecodable bytes shown as U+FFFD)
     path: Path
     size: int  # bytes
     modified: datetime  # timezone-aware UTC
@@ -50,31 +64,48 @@ class CheckpointRegistry:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        # Headers are parsed once per file version: (size, mtime_ns) -> (tensors, problem).
-        self._parsed: dict[Path, tuple[int, int, int, str | None]] = {}
+        # Headers are parsed once per file version: path -> ((dev, inode, size, mtime, ctime), tensors, problem).
+        # The ctime makes a chmod or a rename over the file a new version too.
+        self._parsed: dict[Path, tuple[tuple[int, ...], int, str | None]] = {}
+        self._lock = threading.Lock()  # the listing (an API thread) and job starts (the worker) share the cache
 
     def checkpoints(self) -> list[Checkpoint]:
-        """Every checkpoint file, sorted by name; invalid ones are included with their problem."""
-        if not self.directory.is_dir():
+        """Every checkpoint file, sorted by name; invalid ones are included with their problem; never raises."""
+        try:
+            paths = sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX) and p.name != SUFFIX)
+        except OSError as exc:  # missing, not a directory, unreadable: an empty registry (logged unless missing)
+            if self.directory.exists():
+                log.warning("checkpoint folder %s can't be listed: %s", self.directory, exc)
             return []
-        root = self.directory.resolve()
-        found: list[Checkpoint] = []
-        for path in sorted(self.directory.iterdir()):
-            if path.suffix != SUFFIX:
-                continue
-            # A symlink may point at another file of the directory, never out of it.
-            target = path.resolve()
-            if target.parent != root or not target.is_file():
-                continue
-            found.append(self._describe(path, target))
-        return found
+        with self._lock:
+            for gone in self._parsed.keys() - set(paths):
+                del self._parsed[gone]
+        return [self._describe(path) for path in paths]
 
     def get(self, name: str) -> Checkpoint | None:
-        """The checkpoint called `name` exactly, or None."""
-        return next((c for c in self.checkpoints() if c.name == name), None)
+        """The checkpoint called `name` exactly, or None; reads that one file only."""
+        if not _is_good_name(name):
+            return None
+        path = self.directory / f"{name}{SUFFIX}"
+        return self._describe(path) if os.path.lexists(path) else None
 
     def resolve(self, name: str) -> Path:
-        """The file of a valid checkpoint called `name`; UserError for any other name."""
+        """At job start: the file of the valid checkpoint `name`, else a UserError a chat user can read."""
+        check_name(name)
+        checkpoint = self.get(name)
+        if checkpoint is None:
+            raise UserError(
+                f"The checkpoint {name} is no longer there; ask an admin to choose another.", code="unknown_checkpoint"
+            )  # fmt: skip
+        if checkpoint.problem is not None:
+            raise UserError(
+                f"The checkpoint {name} can't be used: {checkpoint.problem}; ask an admin to choose another.",
+                code="invalid_checkpoint",
+            )
+        return checkpoint.path
+
+    def choose(self, name: str) -> Checkpoint:
+        """For an admin activating `name`: the valid checkpoint, else a UserError naming the usable ones."""
         check_name(name)
         checkpoint = self.get(name)
         if checkpoint is None:
@@ -84,26 +115,33 @@ class CheckpointRegistry:
             )  # fmt: skip
         if checkpoint.problem is not None:
             raise UserError(f"The checkpoint {name} can't be used: {checkpoint.problem}.", code="invalid_checkpoint")
-        return checkpoint.path
+        return checkpoint
 
-    def _describe(self, path: Path, target: Path) -> Checkpoint:
-        stat = target.stat()
-        cached = self._parsed.get(target)
-        if cached is not None and cached[:2] == (stat.st_size, stat.st_mtime_ns):
-            tensors, problem = cached[2], cached[3]
-        else:
-            tensors, problem = 0, None
-            try:
-                tensors = read_header(target)
-            except (OSError, ValueError) as exc:
-                problem = str(exc)
-                log.warning("checkpoint %s is not usable: %s", path.name, problem)
-            self._parsed[target] = (stat.st_size, stat.st_mtime_ns, tensors, problem)
-        name = path.name[: -len(SUFFIX)]
-        if problem is None and not _is_good_name(name):
+    def _describe(self, path: Path) -> Checkpoint:
+        """One directory entry as a Checkpoint: whatever is wrong with it becomes its problem."""
+        name = _shown(path.name[: -len(SUFFIX)])
+        size, modified, tensors, version = 0, EPOCH, 0, None
+        try:
+            target = _inside(path, self.directory)
+            info = target.stat()
+            size, modified = info.st_size, _when(info.st_mtime)
+            _check_regular(info.st_mode)  # before opening: opening a device or a FIFO can block or act
+            version = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            with self._lock:
+                cached = self._parsed.get(path)
+            if cached is not None and cached[0] == version:
+                tensors, problem = cached[1], cached[2]
+            else:
+                tensors, problem = _parse(target), None
+        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop, on Python < 3.13
+            problem = _reason(exc, path)
+            log.warning("checkpoint %s is not usable: %s", name, problem)
+        if version is not None:
+            with self._lock:
+                self._parsed[path] = (version, tensors, problem)
+        if problem is None and not _is_good_name(path.name[: -len(SUFFIX)]):
             problem = "its file name isn't a usable checkpoint name (letters, digits, '.', '_' and '-' only)"
-        modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)
-        return Checkpoint(name, path, stat.st_size, modified, tensors, problem)
+        return Checkpoint(name, path, size, modified, tensors if problem is None else 0, problem)
 
 
 def check_name(name: str) -> None:
@@ -126,23 +164,90 @@ def _is_good_name(name: str) -> bool:
     return NAME.fullmatch(name) is not None and ".." not in name and not name.lower().endswith(SUFFIX)
 
 
-def read_header(path: Path) -> int:
-    """Check that `path` is a sound safetensors file from its header alone; return its tensor count."""
-    with path.open("rb") as file:
-        size = path.stat().st_size
-        prefix = file.read(8)
-        if len(prefix) < 8:
-            raise ValueError("the file is too short to be a safetensors file")
-        (length,) = struct.unpack("<Q", prefix)
-        if length < 2 or length > MAX_HEADER_BYTES or 8 + length > size:
-            raise ValueError("its header length doesn't fit the file")
-        raw = file.read(length)
+def _shown(name: str) -> str:
+    """A file name as text: bytes that aren't UTF-8 (surrogate-escaped by os) can't be sent as JSON."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _when(timestamp: float) -> datetime:
+    """A file time as UTC; a time out of datetime's range (touch can set one) reads as the epoch."""
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError("its header isn't valid JSON") from None
-    if not isinstance(header, dict):
-        raise ValueError("its header isn't a JSON object")
+        return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return EPOCH
+
+
+def _inside(path: Path, directory: Path) -> Path:
+    """The file `path` stands for; a symlink may point at another file of the directory, never out of it."""
+    target = path.resolve()
+    if target.parent != directory.resolve():
+        raise ValueError("it is a link to a file outside the checkpoint folder")
+    return target
+
+
+def _check_regular(mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise ValueError("it is a folder, not a file")
+    if stat.S_ISFIFO(mode):
+        raise ValueError("it is a pipe, not a file")
+    if not stat.S_ISREG(mode):
+        raise ValueError("it isn't a regular file")
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """A short reason for the listing and the job's sentence: never a path, a traceback or an errno."""
+    if isinstance(exc, ValueError):
+        return str(exc)
+    if isinstance(exc, RuntimeError) or (isinstance(exc, OSError) and exc.errno == errno.ELOOP):
+        return "it is a symlink loop"
+    if isinstance(exc, FileNotFoundError):
+        return "it is a link to nothing" if path.is_symlink() else "it was removed"
+    if isinstance(exc, PermissionError):
+        return "the engine isn't allowed to read it"
+    return f"it can't be read ({getattr(exc, 'strerror', None) or type(exc).__name__})"
+
+
+def _parse(target: Path) -> int:
+    """Open `target` as a regular file, without ever blocking, and check its header."""
+    # O_NONBLOCK: had the file become a FIFO since it was checked, opening it would wait for a writer forever.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(target, flags)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        _check_regular(info.st_mode)
+        return _read_header(file, info.st_size)
+
+
+def read_header(path: Path) -> int:
+    """Check that `path` is a sound safetensors file from its header alone; return its tensor count.
+
+    Raises ValueError with a short reason for a file that isn't one, OSError for one that can't be read.
+    """
+    _check_regular(path.stat().st_mode)
+    return _parse(path)
+
+
+def _read_header(file: BinaryIO, size: int) -> int:
+    prefix = file.read(8)
+    if len(prefix) < 8:
+        raise ValueError("the file is too short to be a safetensors file")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_HEADER_BYTES:  # refused before reading: at most the cap is ever read
+        raise ValueError(f"its header length ({length:,} bytes) is over the {human_bytes(MAX_HEADER_BYTES)} limit")
+    if length < 2 or 8 + length > size:
+        raise ValueError("its header length doesn't fit the file (truncated?)")
+    raw = file.read(length)
+    if len(raw) < length:
+        raise ValueError("its header is cut short (truncated?)")
+    try:
+        # safetensors headers are UTF-8 only; json.loads(bytes) would also take UTF-16 and UTF-32.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("its header isn't UTF-8 text") from None
+    try:
+        header = loads_object(text, what="checkpoint header", max_bytes=MAX_HEADER_BYTES, max_items=MAX_HEADER_VALUES)
+    except BadJSON as exc:  # "The checkpoint header is nested too deeply." -> the listing's short reason
+        raise ValueError(exc.message[:1].lower() + exc.message[1:].rstrip(".")) from None
     data_bytes = size - 8 - length
     tensors = 0
     for key, entry in header.items():
@@ -150,25 +255,47 @@ def read_header(path: Path) -> int:
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 raise ValueError("its metadata isn't a table of strings")
             continue
-        _check_tensor(key, entry, data_bytes)
+        _check_tensor(_label(key), entry, data_bytes)
         tensors += 1
     if tensors == 0:
         raise ValueError("it holds no tensors")
     return tensors
 
 
-def _check_tensor(key: str, entry: Any, data_bytes: int) -> None:
+def _label(key: str) -> str:
+    """A tensor's name for a reason: quoted, escaped and short, whatever the header holds."""
+    return repr(key[:60] + "…" if len(key) > 60 else key)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_tensor(label: str, entry: Any, data_bytes: int) -> None:
     if not isinstance(entry, dict):
-        raise ValueError(f"tensor {key!r} has no description")
+        raise ValueError(f"tensor {label} has no description")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_BYTES:
-        raise ValueError(f"tensor {key!r} has an unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ValueError(f"tensor {key!r} has a bad shape")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-        raise ValueError(f"tensor {key!r} has bad data offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:  # a list or an object isn't even hashable
+        raise ValueError(f"tensor {label} has an unknown dtype {_label(str(dtype))}")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise ValueError(f"tensor {label} has a bad shape")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
+        raise ValueError(f"tensor {label} has bad data offsets")
     begin, end = offsets
-    if not 0 <= begin <= end <= data_bytes:
-        raise ValueError(f"tensor {key!r} lies outside the file (truncated?)")
-    if end - begin != math.prod(shape) * DTYPE_BYTES[dtype]:
-        raise ValueError(f"tensor {key!r} has {end - begin} bytes for its shape {shape} of {dtype}")
+    if not begin <= end <= data_bytes:
+        raise ValueError(f"tensor {label} lies outside the file (truncated?)")
+    if end - begin != _nbytes(shape, DTYPE_BYTES[dtype], data_bytes):
+        dims = str(shape) if len(shape) <= 8 else f"of {len(shape)} dimensions"
+        raise ValueError(f"tensor {label} has {end - begin:,} bytes, wrong for its shape {dims} of {dtype}")
+
+
+def _nbytes(shape: list[int], itemsize: int, limit: int) -> int:
+    """The tensor's byte size, or limit + 1 once it is bigger: huge dimensions never make a huge product."""
+    if 0 in shape:
+        return 0
+    total = itemsize
+    for dim in shape:
+        total *= dim
+        if total > limit:
+            return limit + 1
+    return total

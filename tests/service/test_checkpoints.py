@@ -68,15 +68,22 @@ def test_refuses_extension_games(directory: Path) -> None:
         assert caught.value.code == "bad_checkpoint_name"
     (directory / "weights.bin").write_bytes((directory / "anime-v1.safetensors").read_bytes())
     with pytest.raises(UserError) as caught:
-        registry.resolve("weights")
+        registry.choose("weights")
     assert caught.value.code == "unknown_checkpoint" and "anime-v1" in caught.value.message
 
 
 def test_an_unknown_name_lists_the_ones_there_are(directory: Path) -> None:
     with pytest.raises(UserError) as caught:
-        CheckpointRegistry(directory).resolve("anime-v2")
+        CheckpointRegistry(directory).choose("anime-v2")
     assert caught.value.code == "unknown_checkpoint"
     assert caught.value.message == "There is no checkpoint called anime-v2 (available: anime-v1, clay_2.1)."
+
+
+def test_a_job_start_names_the_missing_checkpoint_without_listing_the_others(directory: Path) -> None:
+    with pytest.raises(UserError) as caught:
+        CheckpointRegistry(directory).resolve("anime-v2")
+    assert caught.value.code == "unknown_checkpoint"
+    assert caught.value.message == "The checkpoint anime-v2 is no longer there; ask an admin to choose another."
 
 
 def test_symlinks_may_not_leave_the_directory(directory: Path, tmp_path: Path) -> None:
@@ -84,10 +91,13 @@ def test_symlinks_may_not_leave_the_directory(directory: Path, tmp_path: Path) -
     (directory / "escape.safetensors").symlink_to(tmp_path / "elsewhere" / "secret.safetensors")
     (directory / "alias.safetensors").symlink_to(directory / "anime-v1.safetensors")
     registry = CheckpointRegistry(directory)
-    assert [c.name for c in registry.checkpoints()] == ["alias", "anime-v1", "clay_2.1"]
-    with pytest.raises(UserError) as caught:
-        registry.resolve("escape")
-    assert caught.value.code == "unknown_checkpoint"
+    assert [c.name for c in registry.checkpoints() if c.valid] == ["alias", "anime-v1", "clay_2.1"]
+    escape = registry.get("escape")
+    assert escape is not None and escape.problem == "it is a link to a file outside the checkpoint folder"
+    for pick in (registry.resolve, registry.choose):
+        with pytest.raises(UserError) as caught:
+            pick("escape")
+        assert caught.value.code == "invalid_checkpoint" and "secret" not in caught.value.message
 
 
 def framed(header: bytes, data: bytes = b"") -> bytes:
