@@ -34,6 +34,17 @@ class DecodedImage:
 
 
 @dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header tells before any pixel is decoded (Intake.inspect)."""
+
+    format: str  # "PNG", "JPEG", ... as DecodedImage.source_format names it
+    width: int  # of the largest frame (for a GIF: the canvas that frame needs), as stored
+    height: int
+    frames: int | None  # None when only decoding would tell
+    decode_bytes: int  # estimated peak memory of Intake.__call__ on it, beyond the input bytes (admission control)
+
+
+@dataclass(frozen=True)
 class TextLine:
     """One line of text the OCR read."""
 

@@ -119,7 +119,9 @@ def parse_limits(text: str) -> dict[str, int]:
         if match is None or key not in LIMIT_KEYS:
             raise OptionError(f"{key} isn't a limit I know; use key=number with one of {allowed}.")
         value = match.group(2)
-        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 10**9:
+        # ASCII digits only (str.isdigit() is true of "٣" and "²" too), and no more of them than the bound has:
+        # int() of thousands of digits raises
+        if not (value.isascii() and value.isdigit()) or len(value.lstrip("0")) > 10 or not 1 <= int(value) <= 10**9:
             raise OptionError(f"{key} must be a whole number from 1 to 1000000000.")
         numbers[key] = int(value)
     if not numbers:

@@ -46,9 +46,20 @@ class RapidOcr:
         if self._engine is None:
             import rapidocr
 
-            # RapidOCR logs every model load at INFO on its own non-propagating logger.
-            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
             # Only the default model type: its weights ship in the wheel, any other downloads.
             self._engine = rapidocr.RapidOCR(params={"Global.log_level": "warning"})
-            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+            _adopt_logger(logging.getLogger("RapidOCR"))
         return self._engine
+
+
+def _adopt_logger(logger: logging.Logger) -> None:
+    """Make RapidOCR's logger one of ours: no handler or colours of its own, records go to our logging setup.
+
+    RapidOCR gives its logger a colouring stderr handler that bypasses our setup (ANSI codes into log files and
+    pipes). Its warnings report what is routine for memes, a picture without text ("The text detection result
+    is empty"), so only its errors are worth a line at the default level.
+    """
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.ERROR)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.cli.progress import ProgressDisplay
 from engine.vocabulary import CAMERAS, FORMATS, FPS, FRAMES, MAX_PROMPT_CHARS, MOTION_LEVELS, SEED, SIZE
+
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 if TYPE_CHECKING:
     from engine.pipeline import PipelineResult
@@ -44,15 +48,15 @@ def register(commands: Any) -> None:
 
 def bounded(low: int, high: int | None) -> Callable[[str], int]:
     """An argparse type: a whole number from `low` to `high` (no upper bound when None)."""
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
-        if value < low or (high is not None and value > high):
-            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-            raise argparse.ArgumentTypeError(f"{value} is out of range: use a whole number {span}")
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+        if not WHOLE_NUMBER.fullmatch(text):  # not int(): it also takes " 7", "1_000" and other scripts' digits
+            raise argparse.ArgumentTypeError(f"{shown!r} is not a whole number")
+        value = int(text) if len(text) <= 40 else None  # far past any bound, and int() refuses 4300 digits
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{shown} is out of range: use a whole number {span}")
         return value
 
     parse.__name__ = "number"  # argparse names the type in its messages
@@ -130,17 +134,40 @@ def report(result: PipelineResult, output: Path) -> dict[str, Any]:
 
 
 def read_image(path: Path, max_bytes: int) -> bytes:
-    """The file's bytes, refused with a sentence when missing, unreadable or over the byte cap."""
+    """The file's bytes, refused with a sentence when missing, unreadable, not a regular file or over the cap."""
     from engine.errors import UserError
+    from engine.units import human_bytes
 
     try:
-        size = os.stat(path).st_size
-        if size > max_bytes:  # refuse before reading a huge file into memory; intake says it the same way
-            raise UserError(f"That file is too large ({size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB).")
-        return path.read_bytes()
+        _check_regular(path, os.stat(path).st_mode)  # before opening it: opening a device can do things of its own
+        # O_NONBLOCK: were it swapped for a FIFO meanwhile, the open doesn't wait for a writer (files ignore it)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UserError(f"There is no file at {path}.", code="no_file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder, not an image file.", code="no_file") from None
     except PermissionError:
         raise UserError(f"{path} cannot be read (permission denied).", code="no_file") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be opened ({exc.strerror or exc}).", code="no_file") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        _check_regular(path, info.st_mode)
+        # A huge file is refused unread; the read is capped all the same, as the file may grow meanwhile.
+        size = info.st_size
+        data = b"" if size > max_bytes else file.read(max_bytes + 1)
+        size = max(size, len(data))
+    if size > max_bytes:  # intake says it the same way
+        raise UserError(
+            f"That file is too large ({human_bytes(size, up=True)}; the limit is {human_bytes(max_bytes)}).",
+            code="too_large",
+        )
+    return data
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    """Refuse a folder, device, pipe or socket: only a regular file has a size to check, and ends."""
+    from engine.errors import UserError
+
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path} is a folder, not an image file.", code="no_file")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file (a device, pipe or socket); give an image file.", code="no_file")

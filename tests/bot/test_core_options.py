@@ -123,3 +123,17 @@ def test_parse_limits() -> None:
     for bad in ("", "user_jobs=0", "user_jobs=ten", "speed=3", "user_jobs"):
         with pytest.raises(OptionError):
             parse_limits(bad)
+
+
+@pytest.mark.parametrize("value", ["٣", "３", "²", "1_0", "+3", " 3", "9" * 5000], ids=lambda v: repr(v[:8]))
+def test_parse_limits_takes_only_ascii_digits_and_never_crashes(value: str) -> None:
+    """str.isdigit() is true of Arabic-Indic, fullwidth and superscript digits; int() of 5000 digits raises."""
+    with pytest.raises(OptionError, match="user_jobs must be a whole number from 1 to 1000000000"):
+        parse_limits(f"user_jobs={value}")
+
+
+def test_parse_limits_bounds() -> None:
+    assert parse_limits("user_jobs=1 queue_max=1000000000") == {"user_jobs": 1, "queue_max": 10**9}
+    assert parse_limits("user_jobs=0007") == {"user_jobs": 7}
+    with pytest.raises(OptionError):
+        parse_limits("queue_max=1000000001")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from engine.runtime.models import ModelPool
 from engine.stages.ocr import Ocr, group_lines
 from engine.types import DecodedImage, OcrResult, TextLine
 
+REPO = Path(__file__).resolve().parents[2]
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
 
@@ -112,6 +116,33 @@ def test_side_by_side_labels_read_left_to_right(ocr: Ocr) -> None:
 
 def test_blank_picture_has_no_blocks(ocr: Ocr) -> None:
     assert ocr(decoded(gradient())).blocks == ()
+
+
+def test_rapidocr_logs_through_our_logging_without_colour(ocr: Ocr, capfd: pytest.CaptureFixture[str]) -> None:
+    """A picture without text makes RapidOCR warn; its logger is ours now: no handler, no ANSI, silent by default."""
+    capfd.readouterr()
+    assert ocr(decoded(Image.new("RGB", (320, 240), "white"))).blocks == ()
+    out, err = capfd.readouterr()
+    assert "\x1b" not in out + err and err == "", err
+    rapid = logging.getLogger("RapidOCR")
+    assert rapid.handlers == [] and rapid.propagate and not rapid.isEnabledFor(logging.WARNING)
+
+
+def test_rapidocr_prints_nothing_into_a_pipe() -> None:
+    """The CLI's case: logging set up as the entry point does, stderr a pipe, a blank picture read."""
+    script = (
+        "import logging, sys, numpy as np\n"
+        "logging.basicConfig(level=logging.WARNING, stream=sys.stderr)\n"
+        "from engine.config import load_settings\n"
+        "from engine.runtime.models import ModelPool\n"
+        "from engine.stages.ocr import Ocr\n"
+        "from engine.types import DecodedImage\n"
+        "blank = DecodedImage(np.full((240, 320, 3), 255, np.uint8), '0' * 64, 'PNG', (320, 240), False)\n"
+        "print(len(Ocr(load_settings().ocr, ModelPool(load_settings().runtime))(blank).blocks))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0 and done.stdout == "0\n", done.stderr
+    assert done.stderr == "", done.stderr  # before: "\x1b[33m[WARNING] ... The text detection result is empty"
 
 
 def test_none_backend_reads_nothing() -> None:
