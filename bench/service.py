@@ -1,6 +1,7 @@
 """Benchmark: the engine service under 50 concurrent loopback clients, against the bare pipeline as a baseline.
 
 Usage: python bench/service.py [--clients 50] [--jobs-per-client 4] [--rate 300] [--backlog 100]
+       python bench/service.py --mixed [--rate 100] [--seconds 20] [--attackers 2]  (see bench/hostile.py)
 Starts `makeitmove serve` with a trivial generator (bench-only settings: OCR off, 2 frames at 64 px,
 about 10 ms a job, so the service's own cost shows), then prints submissions/s, p50/p99 submit
 latency, and per job the engine's overhead (queue + DB + SSE) next to the pipeline's time: with
@@ -266,6 +267,11 @@ def serve_sleeping(config: Path) -> None:
 def main() -> None:
     if sys.argv[1:2] == ["--serve-sleeping"]:
         serve_sleeping(Path(sys.argv[2]))
+        return
+    if sys.argv[1:2] == ["--mixed"]:  # normal load beside the hostile corpus: bench/hostile.py
+        from bench import hostile
+
+        hostile.main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)

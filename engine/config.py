@@ -157,6 +157,10 @@ class EngineSettings:
     port: Annotated[int, Range(1, 65535)]
     max_body_bytes: Positive
     sse_keepalive_s: PositiveFloat
+    body_timeout_s: PositiveFloat
+    body_min_rate: Positive
+    decode_memory_mb: Positive
+    decode_wait_s: PositiveFloat
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,12 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from bot.core.errors import OptionError
 from bot.core.options import AnimateRequest
+from engine import safejson
 
 log = logging.getLogger(__name__)
 
 VERSION = 2
+MAX_FILE_BYTES = 64 * 1024 * 1024  # 500 delivered jobs kept plus those in flight make a file of about 1 MB
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,11 @@ class PendingJobs:
         except FileNotFoundError:
             return {}
         try:
-            data = json.loads(raw)
+            data = safejson.loads_object(raw, what="state file", max_bytes=MAX_FILE_BYTES)
             version, jobs = data.get("version", 1), data["jobs"]
             if version not in (1, VERSION) or not isinstance(jobs, dict):
                 raise ValueError(f"version {version!r} with jobs of type {type(jobs).__name__}")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (safejson.BadJSON, ValueError, KeyError, TypeError) as exc:
             log.warning("pending-jobs file %s is unreadable (%s); starting with no jobs in flight", self.path, exc)
             return {}
         kept: dict[str, PendingJob] = {}

@@ -41,12 +41,11 @@ def register(commands: Any) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """`makeitmove serve`: the HTTP engine service, until SIGINT or SIGTERM."""
-    from aiohttp import web
-
     from engine.config import load_settings
     from engine.errors import ConfigError
     from engine.service.app import create_app
     from engine.service.keys import Tokens
+    from engine.service.server import serve
 
     settings = load_settings(args.config)
     if not args.verbose:  # a service logs its job transitions; the CLI's default is quiet
@@ -56,7 +55,7 @@ def serve_command(args: argparse.Namespace) -> int:
     host, port = settings.engine.host, settings.engine.port
     log.info("engine listening on http://%s:%d", host, port)
     try:
-        web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True)
+        serve(app, host, port)
     except OSError as exc:  # the port is taken, or the host isn't an address of this machine
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     log.info("engine stopped")

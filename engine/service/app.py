@@ -18,8 +18,10 @@ from engine.service.api.middleware import auth, errors
 from engine.service.api.openapi import build_spec
 from engine.service.api.routes import ROUTES, add_routes
 from engine.service.checkpoints import CheckpointRegistry
+from engine.service.decodes import DecodeBudget
 from engine.service.keys import (
     CHECKPOINTS,
+    DECODES,
     METRICS,
     OPENAPI,
     PIPELINE,
@@ -80,6 +82,7 @@ def create_app(
     app[SETTINGS] = settings
     app[TOKENS] = tokens
     app[METRICS] = ServiceMetrics()
+    app[DECODES] = DecodeBudget(settings.engine.decode_memory_mb * 1024 * 1024, settings.engine.decode_wait_s)
     app[CHECKPOINTS] = CheckpointRegistry(settings.checkpoints.dir)
     app[OPENAPI] = build_spec(ROUTES, version=_version())
     add_routes(app)

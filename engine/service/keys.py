@@ -11,6 +11,7 @@ from aiohttp import web
 from engine.config import Settings
 from engine.pipeline import Pipeline
 from engine.service.checkpoints import CheckpointRegistry
+from engine.service.decodes import DecodeBudget
 from engine.service.metrics import ServiceMetrics
 from engine.service.queue.protocol import JobQueue
 from storage.repository import Repository
@@ -41,4 +42,5 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 QUEUE = web.AppKey("queue", JobQueue)
 CHECKPOINTS = web.AppKey("checkpoints", CheckpointRegistry)
 METRICS = web.AppKey("metrics", ServiceMetrics)
+DECODES = web.AppKey("decodes", DecodeBudget)
 OPENAPI = web.AppKey("openapi", dict)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import math
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +27,8 @@ HTTP_ERRORS = {
     413: ("too_large", "That upload is too large."),
     415: ("unsupported_media_type", "That request's content type isn't one I accept."),
 }
+# A client that drops mid-upload, or sends a body aiohttp can't decode (a bad chunk, a wrong length).
+CLIENT_FAULTS = (ConnectionError, asyncio.IncompleteReadError, HttpProcessingError, ClientPayloadError)
 # Intake's refusals that are not plain 400s.
 USER_ERROR_STATUS = {"too_large": 413, "too_many_pixels": 413, "not_an_image": 415, "unsupported_format": 415}
 
@@ -70,7 +74,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Refused as exc:
-        return json_error(exc.status, exc.code, exc.message, **exc.extra)
+        response = json_error(exc.status, exc.code, exc.message, **exc.extra)
+        if exc.status in (408, 413):  # the rest of the body was never read: this connection can't carry another
+            response.force_close()
+        return response
     except UserError as exc:
         return json_error(USER_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message)
     except web.HTTPException as exc:
@@ -84,9 +91,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except CLIENT_FAULTS as exc:  # the client's connection or body broke: its doing, so one quiet line
+        log.info("%s %s: the client's body or connection broke (%s)", request.method, request.path, _why(exc))
+        return json_error(400, "bad_request", "That request's body broke off or couldn't be read.")
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return json_error(500, "internal", "Something went wrong inside the engine; please try again in a moment.")
+
+
+def _why(exc: BaseException) -> str:
+    return type(exc).__name__ if isinstance(exc, HttpProcessingError) else f"{type(exc).__name__}: {exc}"[:120]
 
 
 def _presented(request: web.Request) -> str | None:
@@ -98,7 +112,8 @@ def _presented(request: web.Request) -> str | None:
 def _matches(presented: str | None, expected: str | None) -> bool:
     if presented is None or expected is None:
         return False
-    return hmac.compare_digest(presented.encode(), expected.encode())
+    # A header may carry any byte (aiohttp hands undecodable ones over as surrogates): compare bytes, never fail.
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
 def is_admin_request(request: web.Request) -> bool:

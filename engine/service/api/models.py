@@ -116,9 +116,11 @@ class JobView(BaseModel):
     def of(cls, job: JobRecord, position: int | None) -> JobView:
         """The view of a stored job."""
         error = ErrorBody(code=job.error_code or "failed", message=job.error) if job.error else None
+        # Stage writes are coalesced while a job runs, so a finished job's row may still name an earlier stage.
+        stage = "done" if job.status == "done" else job.stage
         return cls(
             id=job.id, status=job.status, position=position if job.status == "queued" else None,  # type: ignore[arg-type]
-            progress=Progress(stage=job.stage, fraction=min(1.0, max(0.0, job.fraction))), error=error,
+            progress=Progress(stage=stage, fraction=min(1.0, max(0.0, job.fraction))), error=error,
             script=job.script, checkpoint=job.checkpoint, seed=job.seed, timings=job.timings,
             created_at=job.created_at, finished_at=job.finished_at,
         )  # fmt: skip

@@ -10,6 +10,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from engine.service.api.bodies import read_json_object
 from engine.service.api.middleware import Refused, json_model, validation_message
 from engine.service.api.models import (
     NAME,
@@ -33,12 +34,10 @@ async def read_body(request: web.Request, model: type[M], what: str) -> M:
     """The JSON body validated by `model`; a 400 with a sentence naming the field otherwise."""
     if request.content_type != "application/json":
         raise Refused(415, "not_json", f"Send the {what} as application/json.")
-    raw = await request.read()
+    data = await read_json_object(request, "request body")
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate(data)
     except ValidationError as exc:
-        if exc.errors()[0]["type"] == "json_invalid":
-            raise Refused(400, "bad_json", "The request body isn't valid JSON.") from None
         raise Refused(400, "bad_body", validation_message(exc, what)) from None
 
 
@@ -72,7 +71,8 @@ async def set_active_checkpoint(request: web.Request) -> web.Response:
     """PUT /v1/admin/checkpoints/active: choose by name (never a path) for jobs that start from now on."""
     body = await read_body(request, ActiveCheckpoint, "checkpoint choice")
     if body.name is not None:
-        await asyncio.to_thread(request.app[CHECKPOINTS].resolve, body.name)  # UserError -> 400 with its sentence
+        # Reads that one file only; unknown or invalid is a UserError -> 400 with its sentence.
+        await asyncio.to_thread(request.app[CHECKPOINTS].choose, body.name)
     await request.app[REPOSITORY].set_active_checkpoint(body.name)
     log.info("active checkpoint set to %s", body.name or "none")
     return json_model(await _listing(request))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
+import hashlib
 import logging
 import re
 import secrets
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import parse_mimetype
@@ -16,7 +17,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BodyPartReader, content_disposition_filename, parse_content_disposition
 from pydantic import ValidationError
 
+from engine import safejson
 from engine.errors import UserError
+from engine.service.api.bodies import read_json_object, within_deadline
 from engine.service.api.middleware import Refused, is_admin_request, json_model, validation_message
 from engine.service.api.models import (
     NAME,
@@ -28,22 +31,33 @@ from engine.service.api.models import (
     QuotaView,
     Requester,
 )
-from engine.service.keys import METRICS, QUEUE, REPOSITORY, SETTINGS
+from engine.service.decodes import Busy
+from engine.service.keys import DECODES, METRICS, QUEUE, REPOSITORY, SETTINGS
 from engine.stages.intake import Intake
 from storage.records import JobRecord, NewJob, Rejected
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 MEDIA_TYPES = {"gif": "image/gif", "mp4": "video/mp4", "webp": "image/webp"}
-REJECTED_STATUS = {"rate_limited": 429, "banned": 403, "queue_full": 503}
+REJECTED_STATUS = {"rate_limited": 429, "banned": 403, "queue_full": 503, "idempotency_conflict": 409}
 FORM_FIELDS = ("platform", "user_id", "chat_id", "is_admin")
+# A text field is read whole before it is parsed, so each has a cap far below the body's (options: a prompt
+# of 500 characters, escaped, and a few numbers).
+FIELD_BYTES = {"options": 16 * 1024, "other": 1024}
 
 
 async def submit_job(request: web.Request) -> web.Response:
-    """POST /v1/jobs: check the image and options, then queue the job (202) or find it again by key (200)."""
-    metrics = request.app[METRICS]
+    """POST /v1/jobs: check who asks and how much first, then decode the image, then queue the job (202).
+
+    A repeated Idempotency-Key from the same user with the same request finds its job again (200); with a
+    different request it is a 409. Nothing costly (a decode) happens before the ban and limit checks pass.
+    """
+    app = request.app
+    # 1. read the form under the body deadline, and check every field
     fields, image = await _read_form(request)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
@@ -55,32 +69,62 @@ async def submit_job(request: web.Request) -> web.Response:
     options = _parse_options(fields.get("options"))
     if image is None:
         raise Refused(400, "missing_image", "Attach the meme as the form's image field.")
-    values = options.model_dump(exclude_none=True, exclude={"seed"})
-    intake = Intake(request.app[SETTINGS].intake)
+    # 2. the image's header alone: format and size caps, and what decoding it will cost
+    intake = Intake(app[SETTINGS].intake)
     try:
-        await asyncio.get_running_loop().run_in_executor(None, intake, image)
+        # in a thread: walking a hostile 19 MB GIF's frame headers costs about a second of CPU
+        header = await asyncio.get_running_loop().run_in_executor(None, intake.inspect, image)
     except UserError:
-        metrics.submissions.labels(outcome="bad_image").inc()
+        app[METRICS].submissions.labels(outcome="bad_image").inc()
         raise
+    values = options.model_dump(exclude_none=True, exclude={"seed"})
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     new = NewJob(
         platform=form.platform, user_id=form.user_id, chat_id=form.chat_id, is_admin=form.is_admin,
-        options=values, seed=seed, image=image, idempotency_key=key,
+        options=values, seed=seed, image=image, idempotency_key=key, request_digest=request_digest(image, options),
     )  # fmt: skip
-    queue = request.app[QUEUE]
+    # 3. who asks and how much: a banned or limited user, a full queue or a repeated key costs no decode
+    existing = await _admitted(request, lambda: app[REPOSITORY].precheck(new))
+    if existing is not None:
+        return await _accepted(request, existing, created=False)
+    # 4. decode, within the service's decoding budget
     try:
-        submitted = await queue.submit(new)
+        async with app[DECODES].hold(header.decode_bytes):
+            await asyncio.get_running_loop().run_in_executor(None, intake, image)
+    except Busy as exc:
+        raise Refused(503, "busy", exc.message, retry_after=app[DECODES].wait_s) from None
+    except UserError:
+        app[METRICS].submissions.labels(outcome="bad_image").inc()
+        raise
+    # 5. queue it: the atomic admission check runs again, in the transaction that stores the job
+    submitted = await _admitted(request, lambda: app[QUEUE].submit(new))
+    return await _accepted(request, submitted.job, created=submitted.created)
+
+
+def request_digest(image: bytes, options: JobOptions) -> str:
+    """What makes two submissions the same request: the image bytes and the options the client chose."""
+    digest = hashlib.sha256(image)
+    digest.update(b"\0" + options.model_dump_json(exclude_none=True).encode())
+    return digest.hexdigest()
+
+
+async def _admitted(request: web.Request, admit: Callable[[], Awaitable[T]]) -> T:
+    """`admit()`, with its Rejected turned into the API's refusal (429, 403, 409 or 503 with a sentence)."""
+    try:
+        return await admit()
     except Rejected as exc:
-        metrics.submissions.labels(outcome=exc.code).inc()
+        request.app[METRICS].submissions.labels(outcome=exc.code).inc()
         extra = {"retry_after": exc.retry_after} if exc.code == "rate_limited" else {}
         if exc.code == "rate_limited" and exc.retry_after is None:
             extra["retry_after"] = 1.0
         raise Refused(REJECTED_STATUS.get(exc.code, 429), exc.code, exc.message, **extra) from None
-    job = submitted.job
-    metrics.submissions.labels(outcome="accepted" if submitted.created else "repeated").inc()
-    position = await queue.position(job.id) if job.status == "queued" else None
+
+
+async def _accepted(request: web.Request, job: JobRecord, *, created: bool) -> web.Response:
+    request.app[METRICS].submissions.labels(outcome="accepted" if created else "repeated").inc()
+    position = await request.app[QUEUE].position(job.id) if job.status == "queued" else None
     body = JobAccepted(id=job.id, status=job.status, position=position)  # type: ignore[arg-type]
-    return json_model(body, status=202 if submitted.created else 200)
+    return json_model(body, status=202 if created else 200)
 
 
 async def _read_form(request: web.Request) -> tuple[dict[str, str], bytes | None]:
@@ -93,8 +137,9 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], bytes | None
     if not _is_form_data(request):
         raise Refused(415, "not_multipart", "Send the job as multipart/form-data with an image part.")
     try:
-        parts = await _parts(request)
-    except (HttpProcessingError, ValueError, AssertionError, UnicodeDecodeError, LookupError) as exc:
+        parts = await within_deadline(request, _parts(request))
+    except (HttpProcessingError, ValueError, AssertionError, UnicodeError, LookupError, RuntimeError) as exc:
+        # RuntimeError: aiohttp's answer to an unknown Content-Transfer-Encoding or Content-Encoding of a part
         log.debug("malformed multipart body: %s", exc)
         raise Refused(400, "bad_multipart", "That upload isn't a well-formed multipart form.") from None
     seen: set[str] = set()
@@ -151,11 +196,16 @@ async def _parts(request: web.Request) -> list[tuple[str, str | bytes]]:
         name = content_disposition_filename(params, "name")
         if name is None:
             raise ValueError("Multipart field missing name.")
+        cap = FIELD_BYTES.get(name, FIELD_BYTES["other"])
         raw = bytearray()
         while chunk := await part.read_chunk():
             if 0 < max_size < payload.total_bytes:
                 raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=payload.total_bytes)
             raw.extend(chunk)
+            if name != "image" and len(raw) > cap:  # the image is capped by the body cap, then by intake
+                raise Refused(
+                    413, "too_large", f"The form's {name[:40]} field is too large ({cap // 1024} KB at most)."
+                )
         value = bytearray()
         async for decoded in part.decode_iter(raw):
             value.extend(decoded)
@@ -174,11 +224,9 @@ def _parse_options(raw: str | None) -> JobOptions:
     if raw is None or not raw.strip():
         return JobOptions()
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        raise Refused(400, "bad_options", "The options field must be a JSON object.") from None
-    if not isinstance(data, dict):
-        raise Refused(400, "bad_options", "The options field must be a JSON object.")
+        data = safejson.loads_object(raw, what="options field", max_bytes=FIELD_BYTES["options"])
+    except safejson.BadJSON as exc:
+        raise Refused(400, "bad_options", exc.message) from None
     try:
         return JobOptions.model_validate(data)
     except ValidationError as exc:
@@ -238,13 +286,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def _requester(request: web.Request) -> Requester:
     raw: dict[str, Any] = {k: v for k, v in request.query.items() if k in ("platform", "user_id")}
     if request.can_read_body and request.content_type == "application/json":
-        try:
-            body = await request.json()
-        except ValueError:
-            raise Refused(400, "bad_json", "The request body isn't valid JSON.") from None
-        if not isinstance(body, dict):
-            raise Refused(400, "bad_json", "The request body must be a JSON object.")
-        raw.update(body)
+        raw.update(await read_json_object(request, "request body"))
     try:
         return Requester.model_validate(raw)
     except ValidationError as exc:
@@ -262,7 +304,7 @@ async def user_jobs(request: web.Request) -> web.Response:
     """GET /v1/users/{platform}/{user_id}/jobs?limit=: the user's newest jobs first."""
     platform, user_id = _user(request)
     raw = request.query.get("limit", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= 100:
         raise Refused(400, "bad_limit", "The limit must be a whole number from 1 to 100.")
     jobs = await request.app[REPOSITORY].history(platform, user_id, limit=int(raw))
     queued = await request.app[REPOSITORY].queued_ids() if any(j.status == "queued" for j in jobs) else []
