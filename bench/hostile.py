@@ -3,9 +3,10 @@
 Usage: python bench/service.py --mixed [--rate 100] [--seconds 20] [--attackers 2]
    or: python bench/hostile.py [same options]
 Starts `makeitmove serve` (OCR off, 2 frames at 64 px), then offers `rate` normal submissions/s for `seconds`
-twice: alone (the baseline), then with `attackers` clients sending the corpus in a loop. Prints, for each
-phase, submit p50/p99, /v1/health p99 (the 100 ms target) and the engine's peak RSS over that phase (VmHWM is
-reset between phases through /proc/PID/clear_refs), and the mixed/alone ratios. Prints figures only.
+twice: alone (the baseline), then with `attackers` clients (each its own process) sending the corpus in a loop,
+one request at a time. Prints, for each phase, submit p50/p99, /v1/health p99 (the 100 ms target) and the
+engine's peak RSS over that phase (VmHWM is reset between phases through /proc/PID/clear_refs), and the
+mixed/alone ratios. Prints figures only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,8 +80,14 @@ async def normal_load(target: Target, rate: float, seconds: float) -> list[float
     return latencies
 
 
-async def attacker(target: Target, stop: asyncio.Event) -> int:
-    """The corpus in a loop until `stop`; how many hostile requests were sent."""
+async def attack(target: Target) -> None:
+    """One hostile client: the corpus in a loop, one request at a time, until SIGTERM; prints how many it sent.
+
+    It runs in a process of its own: building its payloads (a 19 MB field, a 36 MP PNG) costs CPU that must not
+    stall the normal load's event loop and count against the engine.
+    """
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     sent = 0
     while not stop.is_set():
         for case in hostile.CASES:
@@ -87,7 +95,18 @@ async def attacker(target: Target, stop: asyncio.Event) -> int:
                 break
             await case.send(target)
             sent += 1
-    return sent
+    print(sent, flush=True)
+
+
+async def attacker(target: Target, stop: asyncio.Event) -> int:
+    """One attacking process until `stop`; how many hostile requests it sent."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--attack", str(target.port), target.job_id, stdout=asyncio.subprocess.PIPE
+    )
+    await stop.wait()
+    process.terminate()
+    out, _ = await process.communicate()
+    return int(out.strip() or 0)
 
 
 async def health_probe(target: Target, stop: asyncio.Event) -> list[float]:
@@ -165,6 +184,10 @@ async def measure(
 
 def main(argv: list[str] | None = None) -> None:
     """The command line."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--attack"]:
+        asyncio.run(attack(Target(int(argv[1]), TOKEN, ADMIN, job_id=argv[2])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0, help="normal submissions/s")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
