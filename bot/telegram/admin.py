@@ -65,7 +65,7 @@ async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     args = await _admin_args(update, context)
     if args is None or update.effective_message is None:
         return
-    if not args or not args[0].isdigit():
+    if not args or not _is_user_id(args[0]):
         await reply(update.effective_message, messages.BAN_USAGE)
         return
     try:
@@ -80,7 +80,7 @@ async def unban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     args = await _admin_args(update, context)
     if args is None or update.effective_message is None:
         return
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) != 1 or not _is_user_id(args[0]):
         await reply(update.effective_message, messages.UNBAN_USAGE)
         return
     try:
@@ -105,3 +105,8 @@ async def limits(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     except BotError as exc:
         answer = messages.error_text(exc)
     await reply(update.effective_message, answer)
+
+
+def _is_user_id(word: str) -> bool:
+    """A Telegram user id: ASCII digits only (str.isdigit also takes "²" and "٣")."""
+    return word.isascii() and word.isdigit() and len(word) <= 20

@@ -134,6 +134,10 @@ def test_admin_commands_and_refusals(tmp_path: Path, pipeline: Pipeline) -> None
         assert await ask(ADMIN, "/lora use tiny") == messages.checkpoint_activated_text("tiny")
         assert "▶ tiny" in await ask(ADMIN, "/lora")
         assert (await ask(ADMIN, "/stats")).startswith("Queue:")
+        assert (
+            await ask(ADMIN, "/ban ² spam") == messages.BAN_USAGE
+            and await ask(ADMIN, "/unban ٣") == messages.UNBAN_USAGE
+        )
         assert await ask(ADMIN, f"/ban {BOB} spam") == f"Banned {BOB} on telegram (spam)."
         assert await ask(BOB, "/animate") == messages.NEED_IMAGE
         photo = users.message(BOB, text="/animate", **users.photo(meme()))
