@@ -118,3 +118,20 @@ def test_internal_errors_are_one_calm_line(
         run(tmp_path, pipeline, scenario)
     assert "secret internal detail" in caplog.text and "Traceback" in caplog.text
     assert TOKEN not in caplog.text
+
+
+def test_a_connection_error_of_ours_is_a_500_not_the_clients_fault(
+    tmp_path: Path, pipeline: Pipeline, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def database_gone(request: Any) -> Any:  # e.g. PostgreSQL refusing connections while the client waits
+        raise ConnectionRefusedError("database at 127.0.0.1:5432 refused")
+
+    monkeypatch.setattr(handlers_jobs, "_read_form", database_gone)
+
+    async def scenario(client: TestClient) -> None:
+        status, body, _ = await submit(client)
+        assert_error(status, body, 500, "internal")
+
+    with caplog.at_level(logging.ERROR, logger="engine.service.api.middleware"):
+        run(tmp_path, pipeline, scenario)
+    assert "ConnectionRefusedError" in caplog.text and "Traceback" in caplog.text

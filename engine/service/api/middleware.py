@@ -27,8 +27,9 @@ HTTP_ERRORS = {
     413: ("too_large", "That upload is too large."),
     415: ("unsupported_media_type", "That request's content type isn't one I accept."),
 }
-# A client that drops mid-upload, or sends a body aiohttp can't decode (a bad chunk, a wrong length).
-CLIENT_FAULTS = (ConnectionError, asyncio.IncompleteReadError, HttpProcessingError, ClientPayloadError)
+# A body aiohttp can't decode (a bad chunk, a wrong length, a stream cut short). A ConnectionError counts as the
+# client's only when the client's own connection is gone: the database's can raise one too, and that is ours.
+CLIENT_FAULTS = (asyncio.IncompleteReadError, HttpProcessingError, ClientPayloadError)
 # Intake's refusals that are not plain 400s.
 USER_ERROR_STATUS = {"too_large": 413, "too_many_pixels": 413, "not_an_image": 415, "unsupported_format": 415}
 
@@ -91,12 +92,24 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except CLIENT_FAULTS as exc:  # the client's connection or body broke: its doing, so one quiet line
-        log.info("%s %s: the client's body or connection broke (%s)", request.method, request.path, _why(exc))
-        return json_error(400, "bad_request", "That request's body broke off or couldn't be read.")
+    except CLIENT_FAULTS as exc:  # the client's body broke: its doing, so one quiet line
+        return _client_fault(request, exc)
+    except ConnectionError as exc:
+        if request.transport is None or request.transport.is_closing():  # the client hung up mid-request
+            return _client_fault(request, exc)
+        return _internal(request)
     except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return json_error(500, "internal", "Something went wrong inside the engine; please try again in a moment.")
+        return _internal(request)
+
+
+def _client_fault(request: web.Request, exc: BaseException) -> web.Response:
+    log.info("%s %s: the client's body or connection broke (%s)", request.method, request.path, _why(exc))
+    return json_error(400, "bad_request", "That request's body broke off or couldn't be read.")
+
+
+def _internal(request: web.Request) -> web.Response:
+    log.exception("internal error on %s %s", request.method, request.path)
+    return json_error(500, "internal", "Something went wrong inside the engine; please try again in a moment.")
 
 
 def _why(exc: BaseException) -> str:
