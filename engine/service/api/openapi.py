@@ -109,6 +109,7 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
     answers.setdefault(500, ("Something went wrong inside the engine.", ErrorBody))
     if route.body is not None:
         answers.setdefault(413, ("The request body is too large.", ErrorBody))
+        answers.setdefault(408, ("The body arrived too slowly ([engine] body_timeout_s, body_min_rate).", ErrorBody))
     for status in sorted(answers):
         text, body = answers[status]
         answer: dict[str, Any] = {"description": text}

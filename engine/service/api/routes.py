@@ -83,8 +83,12 @@ ROUTES: tuple[Route, ...] = (
             403: ("The user is banned.", ErrorBody),
             413: ("The upload or the image is too large.", ErrorBody),
             415: ("Not multipart/form-data, not an image, or an image format the engine doesn't read.", ErrorBody),
+            409: ("The Idempotency-Key was used before by this user for a different request.", ErrorBody),
             429: ("Rate limited; Retry-After says when to try again.", RateLimited),
-            503: ("The queue is full.", ErrorBody),
+            503: (
+                "The queue is full, or too many images are being decoded; Retry-After says when to retry.",
+                ErrorBody,
+            ),
         },
     ),  # fmt: skip
     Route(
