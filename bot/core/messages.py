@@ -58,6 +58,7 @@ NOT_CANCELLABLE = "That animation has already finished."
 NOT_YOUR_JOB = "Only the person who asked for this animation can do that."
 BANNED = "You can't use this bot any more."
 QUEUE_FULL = "Too many animations are waiting right now; please try again in a minute."
+BUSY = "Lots of memes are arriving at once; please try again in a moment."
 RESULT_EXPIRED = "That animation is no longer kept; please make it again."
 NO_HISTORY = "You haven't animated anything yet."
 NO_PROMPT = "I don't have the prompt for that animation any more."
@@ -288,6 +289,7 @@ def _engine_error(
         "rate_limited": f"You've made a lot of animations; please try again {in_time(retry_after)}.",
         "banned": BANNED,
         "queue_full": QUEUE_FULL,
+        "busy": BUSY,  # the engine's decoding budget is full: a 503, but the engine is up
         "engine_offline": ENGINE_OFFLINE,
         "unauthorized": MISCONFIGURED,
         "admin_disabled": MISCONFIGURED,

@@ -57,6 +57,7 @@ def test_rate_limit_says_when_to_retry() -> None:
         (EngineUnavailable(messages.ENGINE_OFFLINE), "try again in a minute."),
         (EngineError(500, "internal", "Something went wrong inside the engine."), "try again in a minute."),
         (EngineError(503, "queue_full", "The queue is full."), "try again in a minute."),
+        (EngineError(503, "busy", "I'm decoding too many images right now."), "try again in a moment."),
         (EngineError(404, "job_not_found", "There is no job with that id."), "can't find that animation"),
         (EngineError(401, "unauthorized", "That needs the engine's bearer token."), "admin needs to check"),
         (Job("a" * 32, "failed", error_code="failed", error_message="The model ran out of memory."), "out of memory"),
