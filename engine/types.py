@@ -69,6 +69,8 @@ class OcrResult:
     """Stage 2 output."""
 
     blocks: tuple[TextBlock, ...]
+    # Lines read that belong to the picture (a chart's labels, a sign): left in it, to move with it.
+    picture_text: tuple[TextLine, ...] = ()
 
     @property
     def text(self) -> str:
@@ -87,7 +89,7 @@ class CleanImage:
 
     pixels: np.ndarray  # (H, W, 3) uint8 RGB, inpainted
     text_mask: np.ndarray  # (H, W) uint8 0/255: the caption's stroke pixels (glyph and outline)
-    region_mask: np.ndarray  # (H, W) uint8 0/255: the widened boxes that were inpainted
+    region_mask: np.ndarray  # (H, W) uint8 0/255: the pixels that were inpainted (the strokes, grown)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,18 @@ _SAME_ROW_OVERLAP = 0.3  # blocks whose vertical spans overlap this much read le
 # feature for a glyph (seen on a face: "t" at 0.60 in a 300x360 px box); inpainting it
 # would wipe out the subject.
 _MAX_HEIGHT_SHARE = 0.5
+# Caption or text in the picture. Meme captions are drawn in black or in white ink (white ones outlined in
+# black), so a line whose darkest ink is not near black, and that is not white ink on a dark ground, is part
+# of the picture: grey labels and red axis numbers of a chart, a brand on a carton. It stays in the picture
+# and moves with it. On the 60 real memes this keeps all 196 caption lines and sets apart 24 of the 37 others
+# (the rest are black or white too: a diagram's titles, subtitles burnt into a film still).
+_INK_PERCENT = 3  # a line's ink: the darkest (or brightest) 3 % of its box
+_BLACK_INK = 40  # luminance at or below which that ink is black (the chart labels measured 64..166)
+_WHITE_INK = 215  # at or above which it is white; counted on a dark ground only, a light one is paper
+_DARK_GROUND = 128  # the median of the box's rim below which the ground is dark
+# A tall line across the top or bottom band is a caption whatever its colour (a yellow subtitle).
+_BAND = 0.2  # of the picture's height, at the top and at the bottom
+_BAND_MIN_HEIGHT = 0.07  # of the picture's height
 
 
 BACKENDS: dict[OcrBackend, str | None] = {
@@ -43,7 +55,7 @@ class Ocr:
         self.backend: LineReader | None = load_backend(spec)(settings, models) if spec else None
 
     def __call__(self, image: DecodedImage) -> OcrResult:
-        """Return the image's text blocks, top to bottom, then left to right."""
+        """Return the caption's blocks, top to bottom, then left to right, and the picture's own text apart."""
         if image.pixels.ndim != 3 or image.pixels.shape[2] != 3 or image.pixels.dtype != np.uint8:
             raise ValueError(f"image.pixels must be (H, W, 3) uint8 RGB, got {image.pixels.shape} {image.pixels.dtype}")
         if self.backend is None:
@@ -55,13 +67,17 @@ class Ocr:
         # 2. drop noise
         limit = _MAX_HEIGHT_SHARE * min(image.width, image.height)
         lines = [line for line in raw if self._keep(line, limit)]
-        # 3. group into caption blocks in reading order
-        blocks = group_lines(lines)
+        # 3. set the picture's own text apart: it is not removed, restored or read as the caption
+        verdicts = [is_caption(line, image.pixels) for line in lines]
+        captions = [line for line, caption in zip(lines, verdicts) if caption]
+        picture = tuple(line for line, caption in zip(lines, verdicts) if not caption)
+        # 4. group into caption blocks in reading order
+        blocks = group_lines(captions)
         log.debug(
-            "ocr read %d lines, kept %d in %d blocks in %.2f s",
-            len(raw), len(lines), len(blocks), time.perf_counter() - started,
+            "ocr read %d lines, kept %d captions in %d blocks and %d in the picture in %.2f s",
+            len(raw), len(captions), len(blocks), len(picture), time.perf_counter() - started,
         )  # fmt: skip
-        return OcrResult(blocks=tuple(blocks))
+        return OcrResult(blocks=tuple(blocks), picture_text=picture)
 
     def _keep(self, line: TextLine, max_height: float) -> bool:
         height = line_height(line)
@@ -89,6 +105,25 @@ def line_height(line: TextLine) -> float:
     left = float(np.linalg.norm(pts[3] - pts[0]))
     right = float(np.linalg.norm(pts[2] - pts[1]))
     return (left + right) / 2
+
+
+def is_caption(line: TextLine, rgb: np.ndarray) -> bool:
+    """Whether a line on the (H, W, 3) picture is the meme's caption rather than text in the picture.
+
+    Decided from the line's ink, size and place (see _BLACK_INK and _BAND).
+    """
+    height = rgb.shape[0]
+    x0, y0, x1, y1 = line.box
+    if x1 <= x0 or y1 <= y0:
+        return False
+    box = rgb[y0:y1, x0:x1].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    tall = line_height(line) >= _BAND_MIN_HEIGHT * height
+    if tall and (y1 <= _BAND * height or y0 >= (1 - _BAND) * height):
+        return True
+    if float(np.percentile(box, _INK_PERCENT)) <= _BLACK_INK:
+        return True
+    rim = np.concatenate([box[0], box[-1], box[:, 0], box[:, -1]])
+    return float(np.median(rim)) < _DARK_GROUND and float(np.percentile(box, 100 - _INK_PERCENT)) >= _WHITE_INK
 
 
 def group_lines(lines: Sequence[TextLine]) -> list[TextBlock]:

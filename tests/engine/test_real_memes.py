@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -197,11 +198,79 @@ def test_text_mask_matches_the_caption_strokes(
         i, p, t = mask_scores(clean.text_mask, truth)
         inter, pred, true = inter + i, pred + p, true + t
     iou = inter / (pred + true - inter)
-    # Measured: recall 0.959, precision 0.790, IoU 0.764. Precision is capped by the templates'
-    # own labels (de-texted too, but not in the caption masks) and the anti-aliased rim.
+    # Measured: recall 0.934, precision 0.880, IoU 0.83. Before the mask kept to its line's ink colours
+    # and left the picture's own labels alone: 0.959, 0.790, 0.764 -- the rest was picture restored still.
+    # Recall misses mostly outline pixels the colour of the picture under them, which show either way.
     assert inter / true >= 0.93, f"text_mask recall {inter / true:.3f}"
-    assert inter / pred >= 0.72, f"text_mask precision {inter / pred:.3f}"
-    assert iou >= 0.70, f"text_mask IoU {iou:.3f}"
+    assert inter / pred >= 0.85, f"text_mask precision {inter / pred:.3f}"
+    assert iou >= 0.80, f"text_mask IoU {iou:.3f}"
+
+
+def test_caption_lines_are_told_from_the_pictures_own_text(
+    memes: list[dict[str, Any]], ocr_results: list[OcrResult]
+) -> None:
+    # A line counts as the caption's when at least half its box lies in a ground-truth caption box.
+    kept = set_apart = others = 0
+    for meme, result in zip(memes, ocr_results):
+        for line in (*result.lines, *result.picture_text):
+            area = max(1, (line.box[2] - line.box[0]) * (line.box[3] - line.box[1]))
+            caption = max(_intersection(line.box, gt["box"]) / area for gt in meme["lines"]) >= 0.5
+            if caption:
+                assert line in result.lines, f"{meme['id']}: caption line {line.text!r} taken for the picture's"
+                kept += 1
+            else:
+                others += 1
+                set_apart += line in result.picture_text
+    # Measured: all 196 caption lines kept; 24 of the 37 others set apart (the rest are black or white
+    # too: a diagram's titles, a film's subtitles), among them every label of the midwit's bell curve.
+    assert kept >= 190 and set_apart >= 0.6 * others, (kept, set_apart, others)
+    midwit = ocr_results[[m["id"] for m in memes].index("mg_34_midwit")]
+    assert {"34%", "14%", "55", "100", "145"} <= {line.text for line in midwit.picture_text}
+
+
+def test_the_fill_invents_few_edges(shared_memes: Path, memes: list[dict[str, Any]], cleaned: list[CleanImage]) -> None:
+    # Inpainting a whole band streaks it, and the streaks show once the picture moves under the still
+    # caption. Count the edges of the de-texted picture in the caption boxes that the clean template lacks.
+    invented = {}
+    for meme, clean in zip(memes, cleaned):
+        with Image.open(shared_memes / meme["clean"]) as im:
+            truth = np.asarray(im.convert("RGB"))
+        boxes = np.zeros(truth.shape[:2], bool)
+        for line in meme["lines"]:
+            x0, y0, x1, y1 = line["box"]
+            boxes[y0:y1, x0:x1] = True
+        real = cv2.dilate(edges(truth).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        invented[meme["id"]] = 1000 * np.count_nonzero(edges(clean.pixels) & ~real & boxes) / np.count_nonzero(boxes)
+    # Measured, per 1000 caption-box pixels: mean 2.6, keanu's bottom band 6.0; the whole-band
+    # Navier-Stokes fill before: mean 9.2, keanu 11.1.
+    assert np.mean(list(invented.values())) <= 4.0, invented
+    assert invented["mg_30_keanu"] <= 8.0, invented["mg_30_keanu"]
+
+
+def test_rotated_captions_leave_nothing_behind(
+    shared_memes: Path, memes: list[dict[str, Any]], rendered: list[DecodedImage], cleaned: list[CleanImage]
+) -> None:
+    # The caption pixels one can see (they differ from the clean template) must be masked, to be restored,
+    # and gone from the de-texted picture, else they move with it: the handshake's LEFT kept its L's top.
+    rotated = [(m, image, clean) for m, image, clean in zip(memes, rendered, cleaned) if m["rotated"]]
+    assert len(rotated) == 4
+    for meme, image, clean in rotated:
+        with Image.open(shared_memes / meme["clean"]) as im:
+            template = np.asarray(im.convert("RGB")).astype(np.int16)
+        with Image.open(shared_memes / meme["textmask"]) as im:
+            strokes = np.asarray(im.convert("L")) > 0
+        pixels = image.pixels.astype(np.int16)
+        visible = strokes & (np.abs(pixels - template).max(axis=2) > 48)
+        left = visible & (np.abs(clean.pixels.astype(np.int16) - pixels).max(axis=2) <= 24)
+        masked = visible & (clean.text_mask > 0)
+        # measured: at most 1.5 % left (friends), 0.3 % for the handshake (8.8 % before); masked >= 97 %
+        assert np.count_nonzero(left) <= 0.02 * np.count_nonzero(visible), (meme["id"], np.count_nonzero(left))
+        assert np.count_nonzero(masked) >= 0.96 * np.count_nonzero(visible), (meme["id"], np.count_nonzero(masked))
+
+
+def edges(rgb: np.ndarray) -> np.ndarray:
+    """Canny edges of a picture's luminance."""
+    return cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 50, 120) > 0
 
 
 @pytest.mark.skipif(
