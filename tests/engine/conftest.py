@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.config import IntakeSettings, load_settings
+from engine.stages.intake import Intake
+
 
 @pytest.fixture(scope="session")
 def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -38,3 +41,15 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny-all")
     make_tiny(root)
     return root
+
+
+@pytest.fixture(scope="module")
+def settings() -> IntakeSettings:
+    """The shipped intake defaults."""
+    return load_settings().intake
+
+
+@pytest.fixture(scope="module")
+def intake(settings: IntakeSettings) -> Intake:
+    """An intake with the shipped defaults."""
+    return Intake(settings)

@@ -15,30 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from engine.config import IntakeSettings, load_settings
+from engine.config import IntakeSettings
 from engine.errors import ConfigError, UserError
 from engine.stages.intake import Intake
+from tests.support.memes import encode
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
-
-
-@pytest.fixture(scope="module")
-def settings() -> IntakeSettings:
-    """The shipped intake defaults."""
-    return load_settings().intake
-
-
-@pytest.fixture(scope="module")
-def intake(settings: IntakeSettings) -> Intake:
-    """An intake with the shipped defaults."""
-    return Intake(settings)
-
-
-def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
-    """The bytes of `im` saved as `fmt`."""
-    buf = io.BytesIO()
-    im.save(buf, fmt, **params)
-    return buf.getvalue()
 
 
 def noise(width: int, height: int, seed: int = 0) -> Image.Image:

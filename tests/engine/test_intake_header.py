@@ -17,32 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, JpegImagePlugin, WebPImagePlugin
 
-from engine.config import IntakeSettings, load_settings
+from engine.config import IntakeSettings
 from engine.errors import UserError
 from engine.stages.intake import Intake
 from engine.types import ImageHeader
+from tests.support.memes import encode
 
 REPO = Path(__file__).resolve().parents[2]
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
-
-
-@pytest.fixture(scope="module")
-def settings() -> IntakeSettings:
-    """The shipped intake defaults."""
-    return load_settings().intake
-
-
-@pytest.fixture(scope="module")
-def intake(settings: IntakeSettings) -> Intake:
-    """An intake with the shipped defaults."""
-    return Intake(settings)
-
-
-def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
-    """The bytes of `im` saved as `fmt`."""
-    buf = io.BytesIO()
-    im.save(buf, fmt, **params)
-    return buf.getvalue()
 
 
 def animation(fmt: str, size: tuple[int, int] = (64, 64)) -> bytes:

@@ -20,3 +20,10 @@ def meme(width: int = 160, height: int = 120, seed: int = 0, caption: str | None
     out = io.BytesIO()
     im.save(out, "PNG")
     return out.getvalue()
+
+
+def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+    """The bytes of `im` saved as `fmt`."""
+    buf = io.BytesIO()
+    im.save(buf, fmt, **params)
+    return buf.getvalue()
