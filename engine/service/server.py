@@ -8,6 +8,7 @@ and AppRunner._make_server are aiohttp internals, hence the `aiohttp<4` pin and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from http import HTTPStatus
@@ -77,7 +78,6 @@ def _phrase(status: int) -> str:
 
 def serve(app: web.Application, host: str, port: int, **options: Any) -> None:
     """Serve `app` until SIGINT or SIGTERM, as web.run_app does, through ServiceRunner."""
-    import asyncio
 
     async def main() -> None:
         runner = ServiceRunner(app, access_log=None, handle_signals=True, **options)
