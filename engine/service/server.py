@@ -9,7 +9,6 @@ and AppRunner._make_server are aiohttp internals, hence the `aiohttp<4` pin and 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -18,14 +17,17 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from engine.service.api.middleware import HTTP_ERRORS, INTERNAL, json_error
+
 log = logging.getLogger(__name__)
 
+# The API's own sentences (HTTP_ERRORS), plus the statuses only aiohttp's protocol layer answers with.
 SENTENCES = {
-    400: ("bad_request", "That request isn't one I can read."),
+    **HTTP_ERRORS,
     413: ("too_large", "That request is too large."),
     414: ("too_large", "That request's address is too long."),
     431: ("too_large", "That request's headers are too large."),
-    500: ("internal", "Something went wrong inside the engine; please try again in a moment."),
+    500: ("internal", INTERNAL),
     501: ("not_implemented", "That request uses something this engine doesn't support."),
     504: ("timeout", "That request took too long."),
 }
@@ -45,8 +47,7 @@ class JsonErrorRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("the response had started; the connection is closed instead")
         code, sentence = SENTENCES.get(status, ("bad_request" if status < 500 else "internal", _phrase(status)))
-        body = json.dumps({"code": code, "message": sentence})
-        response = web.Response(status=status, text=body, content_type="application/json")
+        response = json_error(status, code, sentence)
         response.force_close()
         return response
 

@@ -30,6 +30,7 @@ HTTP_ERRORS = {
 # A body aiohttp can't decode (a bad chunk, a wrong length, a stream cut short). A ConnectionError counts as the
 # client's only when the client's own connection is gone: the database's can raise one too, and that is ours.
 CLIENT_FAULTS = (asyncio.IncompleteReadError, HttpProcessingError, ClientPayloadError)
+INTERNAL = "Something went wrong inside the engine; please try again in a moment."
 # Intake's refusals that are not plain 400s.
 USER_ERROR_STATUS = {"too_large": 413, "too_many_pixels": 413, "not_an_image": 415, "unsupported_format": 415}
 
@@ -109,7 +110,7 @@ def _client_fault(request: web.Request, exc: BaseException) -> web.Response:
 
 def _internal(request: web.Request) -> web.Response:
     log.exception("internal error on %s %s", request.method, request.path)
-    return json_error(500, "internal", "Something went wrong inside the engine; please try again in a moment.")
+    return json_error(500, "internal", INTERNAL)
 
 
 def _why(exc: BaseException) -> str:
