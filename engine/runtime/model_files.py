@@ -10,7 +10,7 @@ from engine.config import Settings
 from engine.runtime import gpu
 
 # Backends that need no model files; a section's plain `model` key matters only for the others.
-FILELESS_BACKENDS = ("none", "rapidocr", "template", "procedural")
+FILELESS_BACKENDS = ("none", "rapidocr", "template", "procedural", "acting")
 # The synthesize section's `model` names a remote API's model, not files on this machine.
 REMOTE_SECTIONS = ("synthesize",)
 # A model folder holds one of these (transformers, diffusers); a folder without is an interrupted download.

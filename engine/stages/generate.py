@@ -12,6 +12,7 @@ from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 # t2v and i2v import torch and diffusers only when they are selected: the CPU install has neither.
 BACKENDS: dict[GenerateBackend, str] = {
+    "acting": "engine.backends.acting.backend:Acting",
     "procedural": "engine.backends.procedural.animator:Procedural",
     "t2v": "engine.backends.video.t2v:TextToVideo",
     "i2v": "engine.backends.video.i2v:ImageToVideo",

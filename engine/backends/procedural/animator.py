@@ -23,8 +23,19 @@ MAX_COVER_ZOOM = 1.6  # containment zooms at most this much to keep a move whole
 EDGE = 0.01  # px kept between the sampled area and the picture's edge (interpolation safety)
 
 
-def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions) -> Frames:
-    """Animate the clean picture with the script's motion as a seamless loop at the output size."""
+# Given the work-size picture, the picture to show in frame i (the acting backend's faces and bodies).
+SourceFrames = Callable[[np.ndarray], Callable[[int], np.ndarray]]
+
+
+def animate(
+    clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions, *,
+    names: list[str] | None = None, share: float = 1.0, source: SourceFrames | None = None,
+) -> Frames:  # fmt: skip
+    """Animate the clean picture with the script's motion as a seamless loop at the output size.
+
+    `names` replaces the motions the script's emotion and camera would plan, run at `share` of their
+    amplitude; `source` makes every frame from its own picture (same size as the still one) instead of one.
+    """
     started = time.perf_counter()
     # 1. check the inputs before any work
     _validate(clean, scene, script, options)
@@ -33,10 +44,10 @@ def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: Resolv
     subject = scene.subject
 
     # 2. plan the motion; a cut-out needs something to cut out, else the orbit reads the same
-    names = plan_motions(script.emotion, script.camera)
+    names = list(names) if names is not None else plan_motions(script.emotion, script.camera)
     if subject is None and "parallax" in names:
         names = list(dict.fromkeys("orbit" if name == "parallax" else name for name in names))
-    curves = build_curves(names, options.frames, options.motion, np.random.default_rng(options.seed))
+    curves = build_curves(names, options.frames, options.motion, np.random.default_rng(options.seed), share)
 
     # 3. one resize of the source to a bit above the output size, one for the still parts
     out_w, out_h = output_size(width, height, options.size)
@@ -46,14 +57,22 @@ def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: Resolv
         size = (max(2, round(width * work_scale)), max(2, round(height * work_scale)))
         work = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
     frames = np.empty((options.frames, out_h, out_w, 3), np.uint8)
+    picture = source(work) if source is not None else None
 
     # 4. only the subject's panel moves, inside its own box; the rest of the meme stays still
     panel = _active_panel(scene.panels, subject.box if subject else None, width, height)
     if panel != (0, 0, width, height):
-        frames[:] = cv2.resize(work, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        if picture is None:
+            frames[:] = cv2.resize(work, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        else:
+            for i in range(options.frames):
+                frames[i] = cv2.resize(picture(i), (out_w, out_h), interpolation=cv2.INTER_AREA)
     ox0, oy0, ox1, oy1 = _scale_box(panel, out_w / width, out_h / height, out_w, out_h)
     wx0, wy0, wx1, wy1 = _scale_box(panel, work.shape[1] / width, work.shape[0] / height, work.shape[1], work.shape[0])
     crop = np.ascontiguousarray(work[wy0:wy1, wx0:wx1])
+
+    def crop_at(i: int) -> np.ndarray:
+        return crop if picture is None else np.ascontiguousarray(picture(i)[wy0:wy1, wx0:wx1])
 
     # 5. where the motion is anchored: the subject's centre (zooms) and its base (rotation, squash)
     local = None
@@ -73,11 +92,12 @@ def animate(clean: CleanImage, scene: SceneInfo, script: Script, options: Resolv
     if curves.layered and local is not None:
         # the cut-out rides on the (contained) scene, plus its own move
         fg_mats = scene_mats @ _foreground_matrices(curves, focus, crop.shape[1::-1])
-        _render_layers(target, crop, _cut_out(crop, local, subject.kind if subject else "none"), scene_mats, fg_mats)
+        cut = _cut_out(crop, local, subject.kind if subject else "none")
+        _render_layers(target, crop_at, cut, scene_mats, fg_mats)
     else:
         for i in range(options.frames):
             target[i] = cv2.warpAffine(
-                crop, scene_mats[i, :2], (ox1 - ox0, oy1 - oy0), flags=cv2.INTER_LINEAR,
+                crop_at(i), scene_mats[i, :2], (ox1 - ox0, oy1 - oy0), flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REFLECT_101,
             )  # fmt: skip
     motion = "+".join(curves.names)
@@ -290,7 +310,7 @@ def _refine(small: np.ndarray, prior: np.ndarray, box: tuple[float, float, float
 
 
 def _render_layers(
-    target: np.ndarray, crop: np.ndarray, cut: tuple[np.ndarray, np.ndarray], scene_mats: np.ndarray,
+    target: np.ndarray, crop_at: Callable[[int], np.ndarray], cut: tuple[np.ndarray, np.ndarray], scene_mats: np.ndarray,
     fg_mats: np.ndarray,
 ) -> None:  # fmt: skip
     """Warp the inpainted background and the cut-out separately, then blend the cut-out over it."""
@@ -302,7 +322,7 @@ def _render_layers(
             background, scene_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
         )
         # replicate: a body cut by the picture's edge stays attached to it
-        front = cv2.warpAffine(crop, fg_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        front = cv2.warpAffine(crop_at(i), fg_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight = cv2.warpAffine(
             weight_src, fg_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )

@@ -94,9 +94,9 @@ def plan_motions(emotion: str, camera: str) -> list[str]:
     return [acted, moved]
 
 
-def build_curves(names: list[str], frames: int, level: str, rng: np.random.Generator) -> Curves:
-    """Sum the named motions' curves over one loop of `frames` frames."""
-    gain = HIGH_GAIN if level == "high" else 1.0
+def build_curves(names: list[str], frames: int, level: str, rng: np.random.Generator, share: float = 1.0) -> Curves:
+    """Sum the named motions' curves over one loop of `frames` frames, every amplitude times `share`."""
+    gain = share * (HIGH_GAIN if level == "high" else 1.0)
     t = np.arange(frames, dtype=np.float64) / frames  # frame N would be frame 0 again
     curves = Curves.still(frames)
     for i, name in enumerate(names):

@@ -1,0 +1,350 @@
+"""generate = "acting": the meme's characters act on a CPU — faces make expressions, heads and bodies move.
+
+Faces come from mediapipe's bundled face mesh (or, without it, from the scene stage's Haar boxes with a fitted
+template); each face is rigged (rig.py) and performs its emotion's act (acts.py) as a piecewise-affine warp of
+its mesh, with a painted mouth inside when the jaw drops. Bodies breathe and sway under the person mask
+(selfie segmentation) or, for cats and drawn subjects, under a soft ellipse of the subject's box. The
+procedural animator then layers the script's camera move under the acting and renders the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engine.backends.acting import acts
+from engine.backends.acting.faces import FaceFinder, FoundFace
+from engine.backends.acting.rig import MeshWarp, Rig, from_box, from_mesh
+from engine.backends.procedural.animator import _validate, animate
+from engine.backends.procedural.motions import CAMERA_MOTIONS, CAMERA_UNDER_ACTING
+from engine.config import GenerateSettings
+from engine.runtime.models import ModelPool
+from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
+
+log = logging.getLogger(__name__)
+
+FIELD_PIXELS = 60_000  # a face's warp is computed on at most this many pixels, then resized (it is smooth)
+BREATH_SECONDS = 3.5  # one breath per this long, at least one per loop
+BREATH_DEPTH = 0.012  # the chest rises by this share of the body's height
+MIN_BODY_SHARE = 0.02  # a person mask smaller than this share of the picture is noise
+MOUTH_OPEN_PX = 1.5  # the painted mouth fades in over this opening
+
+
+@dataclass
+class _Basis:
+    """One linear motion of one region: moves (h, w, 2) in work pixels at amount 1, on a coarse grid."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    field: np.ndarray  # (ch, cw, 2) float32, coarse
+    curve: np.ndarray  # (frames,) amounts
+
+
+class FaceRigs:
+    """The faces of one picture, rigged at the work size; the first is the one the caption is about."""
+
+    def __init__(self, found: list[FoundFace], scale: float) -> None:
+        self.rigs: list[Rig] = []
+        for face in found:
+            try:
+                rig = from_mesh(face.points * scale) if face.points is not None else from_box(
+                    tuple(v * scale for v in face.box)  # type: ignore[arg-type]
+                )
+            except ValueError as exc:  # a degenerate mesh (both eyes on one point): this face sits still
+                log.debug("face not rigged: %s", exc)
+                continue
+            if rig.scale >= 3.0:
+                self.rigs.append(rig)
+
+
+@dataclass
+class _FaceAct:
+    """One face's motion: coarse fields for the picture, and the same moves at the rig's own points."""
+
+    rig: Rig
+    bases: list[_Basis]
+    point_moves: list[tuple[np.ndarray, np.ndarray]]  # (curve (frames,), moves (N, 2) work px at amount 1)
+    jaw: np.ndarray  # (frames,) how far the jaw is down
+
+    def points_at(self, i: int) -> np.ndarray:
+        """The rig's points in frame i (before the body's move)."""
+        moved = self.rig.points.copy()
+        for curve, moves in self.point_moves:
+            moved += float(curve[i]) * moves
+        return moved
+
+
+def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _FaceAct:
+    """The face's expression shapes and head moves as coarse fields over its head region."""
+    jaw = show.shapes.get("jaw", np.zeros(len(next(iter(show.head.values())))))
+    act = _FaceAct(rig, [], [], np.maximum(jaw, 0.0))
+    x0, y0, x1, y1 = MeshWarp.bounds(rig, width, height)
+    c = min(1.0, float(np.sqrt(FIELD_PIXELS / max(1, (x1 - x0) * (y1 - y0)))))
+    coarse_rig = Rig(rig.points * c, rig.groups, rig.origin * c, rig.ex, rig.ey, rig.scale * c, rig.landmarks)
+    warp = MeshWarp(coarse_rig, max(2, round(width * c)), max(2, round(height * c)))
+    bases: list[_Basis] = []
+    y0, x0 = round(warp.y0 / c), round(warp.x0 / c)
+    y1, x1 = min(height, round(warp.y1 / c)), min(width, round(warp.x1 / c))
+    if y1 - y0 < 2 or x1 - x0 < 2:
+        return act
+    for name, curve in show.shapes.items():
+        if not np.any(curve):
+            continue
+        moves = rig.to_pixels(acts.SHAPES[name](rig)).astype(np.float32)  # work px
+        bases.append(_Basis(y0, x0, y1, x1, warp.field(moves), curve))
+        act.point_moves.append((curve, moves.astype(np.float64)))
+    # the head as one piece: full weight over the face and hair, fading to still at the ring
+    ys, xs = np.mgrid[warp.y0 : warp.y1, warp.x0 : warp.x1].astype(np.float32)
+    centre, hw, hh = coarse_rig.oval
+    rel_x, rel_y = xs - centre[0], ys - centre[1]
+    u = (rel_x * rig.ex[0] + rel_y * rig.ex[1]) / max(hw, 1e-3)
+    v = (rel_x * rig.ey[0] + rel_y * rig.ey[1]) / max(hh, 1e-3)
+    v = np.where(v < 0, v / 1.25, v / 0.9)  # the ring's shape: higher over the hair
+    r = np.sqrt(u * u + v * v)
+    weight = (1.0 - np.clip((r - 1.1) / 0.45, 0.0, 1.0)) ** 2
+    weight = (weight * weight * (3 - 2 * weight)).astype(np.float32)
+    pivot = centre + rig.ey * hh * 1.25  # the neck
+    for name in acts.HEAD:
+        curve = show.head.get(name)
+        if curve is None or not np.any(curve):
+            continue
+        if name == "roll":  # degrees → work px per degree (small-angle rotation about the neck)
+            k = np.pi / 180 / c
+            move = np.stack([-(ys - pivot[1]) * k, (xs - pivot[0]) * k], axis=-1)
+            rel = rig.points - pivot / c
+            at_points = np.stack([-rel[:, 1], rel[:, 0]], axis=1) * (np.pi / 180)
+        else:
+            axis = rig.ex if name == "shift_u" else rig.ey
+            move = np.broadcast_to((axis * rig.scale).astype(np.float32), (*ys.shape, 2))
+            at_points = np.broadcast_to(axis * rig.scale, rig.points.shape)
+        bases.append(_Basis(y0, x0, y1, x1, (move * weight[..., None]).astype(np.float32), curve))
+        act.point_moves.append((curve, np.array(at_points, np.float64)))  # the face's points all sit at weight 1
+    act.bases = bases
+    return act
+
+
+def _body_basis(mask: np.ndarray, curve_breathe: np.ndarray, curve_sway: np.ndarray) -> list[_Basis]:
+    """Breathing (the chest rises over a still base) and a sway about the base, under a soft body mask."""
+    height, width = mask.shape
+    rows = np.nonzero(mask.max(axis=1) > 0.5)[0]
+    cols = np.nonzero(mask.max(axis=0) > 0.5)[0]
+    if rows.size < 4 or cols.size < 4:
+        return []
+    top, base = float(rows[0]), float(rows[-1])
+    span = max(base - top, 1.0)
+    c = min(1.0, float(np.sqrt(FIELD_PIXELS / (height * width))))
+    cw, ch = max(2, round(width * c)), max(2, round(height * c))
+    soft = cv2.resize(mask, (cw, ch), interpolation=cv2.INTER_AREA)
+    soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, 0.01 * max(cw, ch)))
+    ys, xs = np.mgrid[0:ch, 0:cw].astype(np.float32) / c
+    rise = np.clip((base - ys) / span, 0.0, 1.0)
+    bases = []
+    breathe = np.stack([np.zeros_like(ys), -BREATH_DEPTH * span * rise * soft], axis=-1)
+    bases.append(_Basis(0, 0, height, width, breathe.astype(np.float32), curve_breathe))
+    if np.any(curve_sway):
+        cx = float(cols.mean())
+        k = np.pi / 180  # per degree, about the base's centre
+        sway = np.stack([-(ys - base) * k * soft, (xs - cx) * k * soft], axis=-1)
+        bases.append(_Basis(0, 0, height, width, sway.astype(np.float32), curve_sway))
+    return bases
+
+
+def _subject_mask(box: tuple[float, float, float, float], width: int, height: int) -> np.ndarray:
+    """A soft ellipse over a subject the models know only by its box (cats, drawn characters)."""
+    x0, y0, x1, y1 = box
+    mask = np.zeros((height, width), np.float32)
+    centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
+    axes = (max(1, round(0.55 * (x1 - x0))), max(1, round(0.55 * (y1 - y0))))
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.08 * max(axes)))
+
+
+def _accumulate(
+    bases: list[_Basis], i: int, height: int, width: int, into: np.ndarray | None = None
+) -> np.ndarray:  # fmt: skip
+    """The sum of the bases' fields at their frame-i amounts, at the work size."""
+    field = into if into is not None else np.zeros((height, width, 2), np.float32)
+    for b in bases:
+        amount = float(b.curve[i])
+        if amount == 0.0:
+            continue
+        size = (b.x1 - b.x0, b.y1 - b.y0)
+        part = b.field if b.field.shape[1::-1] == size else cv2.resize(b.field, size)
+        field[b.y0 : b.y1, b.x0 : b.x1] += amount * part
+    return field
+
+
+def _backward_map(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each output pixel samples the source, for content moved forward by `field` (one refinement step)."""
+    height, width = field.shape[:2]
+    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    first_x, first_y = gx - field[..., 0], gy - field[..., 1]
+    again = cv2.remap(field, first_x, first_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return gx - again[..., 0], gy - again[..., 1]
+
+
+def _mouth_gap(rig: Rig, points: np.ndarray) -> float:
+    """How far apart the inner lips are (px, along the face's vertical), their widest."""
+    upper = points[rig.groups["inner_upper_lip"]] @ rig.ey
+    lower = points[rig.groups["inner_lower_lip"]] @ rig.ey
+    return float(np.max(lower) - np.max(upper)) if len(upper) and len(lower) else 0.0
+
+
+def _paint_mouth(image: np.ndarray, face: _FaceAct, i: int, body: np.ndarray | None, source: np.ndarray) -> None:
+    """Paint the newly opened mouth's inside dark, inside the moved inner-lip outline."""
+    rig = face.rig
+    ids = np.concatenate([rig.groups["inner_upper_lip"], rig.groups["inner_lower_lip"]])
+    points = face.points_at(i)
+    height, width = image.shape[:2]
+    moved = points[ids]
+    if body is not None:  # the body's move (breathing, sway) is smooth: the mouth's centre stands for all of it
+        cx, cy = np.clip(np.round(moved.mean(0)).astype(int), 0, (width - 1, height - 1))
+        moved = moved + body[cy, cx]
+    added = _mouth_gap(rig, points) - _mouth_gap(rig, rig.points)
+    was = max(0.0, _mouth_gap(rig, rig.points))
+    # a closed mouth opening shows its dark inside; one already open mostly shows its own teeth, stretched
+    strength = min(1.0, max(0.0, added - 0.5) / MOUTH_OPEN_PX) * added / (added + was + 1e-6)
+    if strength <= 0.02:
+        return
+    x0, y0 = np.floor(moved.min(0)).astype(int) - 3
+    x1, y1 = np.ceil(moved.max(0)).astype(int) + 4
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(mask, [np.round((moved - (x0, y0)) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    mask = cv2.GaussianBlur(mask, (0, 0), 0.6) * strength
+    lips = source[np.clip(np.round(rig.points[ids, 1]).astype(int), 0, height - 1),
+                  np.clip(np.round(rig.points[ids, 0]).astype(int), 0, width - 1)].astype(np.float32).mean(0)  # fmt: skip
+    # darker toward the middle of the opening, a little of the lips' red kept
+    depth = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.25 * (y1 - y0)))
+    depth = depth / max(float(depth.max()), 1e-6)
+    colour = lips * 0.28 + np.array([12.0, 2.0, 2.0])
+    inside = colour[None, None, :] * (1.0 - 0.55 * depth[..., None])
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    image[y0:y1, x0:x1] = np.clip(patch * (1 - mask[..., None]) + inside * mask[..., None] + 0.5, 0, 255).astype(
+        np.uint8
+    )
+
+
+def _body_curves(emotion: str, t: np.ndarray, seconds: float, gain: float) -> tuple[np.ndarray, np.ndarray]:
+    breaths = max(1, round(seconds / BREATH_SECONDS))
+    depth = {"fear": 1.3, "anger": 1.4, "joy": 1.2, "sadness": 1.1}.get(emotion, 1.0)
+    if emotion in ("fear", "anger"):  # quick, shallow breathing
+        breaths = max(breaths, round(seconds * 0.8))
+    breathe = gain * depth * (1 - np.cos(2 * np.pi * breaths * t)) / 2
+    sway_deg = {"joy": 1.5, "love": 1.2, "confusion": 1.5, "sadness": 0.6}.get(emotion, 0.4)
+    sway = gain * sway_deg * np.sin(2 * np.pi * t)
+    return breathe, sway
+
+
+class Acting:
+    """generate = "acting": expressions, head and body motion from landmark rigs, camera moves under them."""
+
+    def __init__(self, settings: GenerateSettings, models: ModelPool) -> None:
+        self.settings = settings
+        self.finder: FaceFinder = models.shared(("acting", "faces"), FaceFinder)
+
+    def __call__(
+        self, clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions,
+        progress: Callable[[float], None] | None = None,
+    ) -> Frames:  # fmt: skip
+        """The frames for the script, at the output size and the picture's aspect."""
+        _validate(clean, scene, script, options)
+        started = time.perf_counter()
+        pixels = clean.pixels
+        height, width = pixels.shape[:2]
+        hints = tuple(
+            (float(s.box[0]), float(s.box[1]), float(s.box[2]), float(s.box[3])) for s in scene.subjects
+            if s.kind == "face"
+        )  # fmt: skip
+        found = self.finder.faces(pixels, hints) if self.finder.available else [
+            FoundFace(box=box, score=0.5, points=None) for box in hints
+        ]  # fmt: skip
+        person = self.finder.person_mask(pixels) if self.finder.available else None
+        found_seconds = time.perf_counter() - started
+        gain = acts.HIGH_GAIN if options.motion == "high" else 1.0
+        if found:
+            names, share = [CAMERA_MOTIONS[script.camera]], CAMERA_UNDER_ACTING
+        else:
+            names, share = None, 1.0  # no face to act: the procedural motions, with the body breathing
+        frames_n = options.frames
+        seconds = frames_n / float(options.fps)
+        t = np.arange(frames_n, dtype=np.float64) / frames_n
+        rng = np.random.default_rng(options.seed)
+        speech = acts.reads_as_speech(script.meme_text)
+        acted: list[str] = []
+
+        def source(work: np.ndarray) -> Callable[[int], np.ndarray]:
+            wh, ww = work.shape[:2]
+            scale = ww / width
+            rigs = FaceRigs(found, scale).rigs
+            faces = [
+                _face_act(rig, acts.perform(script.emotion, t, seconds, rng, gain=gain, main=i == 0, speech=speech),
+                          ww, wh)
+                for i, rig in enumerate(rigs)
+            ]  # fmt: skip
+            acted.append(f"{len(rigs)} face{'s' * (len(rigs) != 1)}")
+            body_bases: list[_Basis] = []
+            body = _body_mask(person, scene, rigs, ww, wh, width)
+            if body is not None:
+                breathe, sway = _body_curves(script.emotion, t, seconds, gain)
+                body_bases = _body_basis(body, breathe, sway)
+                acted.append("body")
+            cache: dict[int, np.ndarray] = {}  # the animator may ask for a frame twice (panels, then the active one)
+
+            def frame(i: int) -> np.ndarray:
+                if i in cache:
+                    return cache[i]
+                body = _accumulate(body_bases, i, wh, ww) if body_bases else None
+                field = body.copy() if body is not None else np.zeros((wh, ww, 2), np.float32)
+                for face in faces:
+                    _accumulate(face.bases, i, wh, ww, field)
+                if not field.any():
+                    out = work
+                else:
+                    map_x, map_y = _backward_map(field)
+                    out = cv2.remap(work, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+                    for face in faces:
+                        if face.jaw[i] > 0.02:
+                            _paint_mouth(out, face, i, body, work)
+                cache[i] = out
+                if progress is not None:
+                    progress((i + 1) / frames_n)
+                return out
+
+            return frame
+
+        result = animate(clean, scene, script, options, names=names, share=share, source=source)
+        log.info(
+            "acting %s (%s): faces found in %.3f s, %d frames in %.3f s", script.emotion, ", ".join(acted),
+            found_seconds, frames_n, time.perf_counter() - started,
+        )  # fmt: skip
+        motion = f"acting {script.emotion} ({', '.join(acted)})" + (f" + {result.motion}" if result.motion else "")
+        return Frames(frames=result.frames, fps=result.fps, motion=motion)
+
+
+def _body_mask(
+    person: np.ndarray | None, scene: SceneInfo, rigs: list[Rig], width: int, height: int, source_width: int
+) -> np.ndarray | None:
+    """The moving body at the work size: the person mask when it holds a face, else the subject's soft ellipse."""
+    if person is not None:
+        mask = cv2.resize(person, (width, height), interpolation=cv2.INTER_LINEAR)
+        share = float((mask > 0.5).mean())
+        holds_face = any(
+            mask[int(np.clip(r.origin[1], 0, height - 1)), int(np.clip(r.origin[0], 0, width - 1))] > 0.5 for r in rigs
+        )
+        if share >= MIN_BODY_SHARE and (holds_face or not rigs):
+            return mask
+    subject = scene.subject
+    if subject is None or rigs:
+        return None
+    k = width / source_width
+    return _subject_mask(tuple(v * k for v in subject.box), width, height)  # type: ignore[arg-type]
