@@ -45,12 +45,19 @@ EMOTION_CAMERA: dict[Emotion, Camera] = {
     "surprise": "zoom-in", "anger": "shake", "fear": "shake", "sadness": "zoom-in", "joy": "orbit",
     "love": "zoom-in", "smug": "orbit", "confusion": "zoom-out", "disgust": "zoom-out", "neutral": "orbit",
 }  # fmt: skip
+# What the subject does for each feeling, in the words a person would write (the acting backend performs
+# these: engine/backends/acting/acts.py).
 EMOTION_ACTION: dict[Emotion, str] = {
-    "surprise": "snaps to attention in disbelief", "anger": "shakes with barely contained rage",
-    "fear": "trembles nervously", "sadness": "sinks into a quiet, heavy sadness",
-    "joy": "bounces with delight", "love": "glows while a heartbeat pulses through the scene",
-    "smug": "leans back with a knowing, self-satisfied look", "confusion": "looks around, puzzled",
-    "disgust": "recoils in disgust", "neutral": "breathes gently while the scene comes alive",
+    "surprise": "raises their eyebrows, eyes wide, and their jaw drops",
+    "anger": "frowns hard and shakes their head, yelling",
+    "fear": "stares wide-eyed with worried brows, trembling",
+    "sadness": "lets their head droop, brows knit and the corners of the mouth down",
+    "joy": "breaks into a big smile and laughs, head bobbing",
+    "love": "smiles softly with a slow, dreamy head tilt",
+    "smug": "smirks and raises one eyebrow, leaning back",
+    "disgust": "grimaces and pulls their head away",
+    "confusion": "tilts their head and raises one eyebrow, puzzled",
+    "neutral": "blinks, breathes and glances around calmly",
 }  # fmt: skip
 CAMERA_PHRASE: dict[Camera, str] = {
     "zoom-in": "the camera pushes in on them", "zoom-out": "the camera pulls back to take it all in",
@@ -83,6 +90,8 @@ class TemplateWriter:
         colors = _answer(scene, "What are the colors of the scene?")
         panels = _answer(scene, "How many panels does the meme have?")
         who = "the scene" if subject.startswith("no clear") else _lead(subject)
+        if subject[:1].isdigit():  # "2 people, one of them most prominent": the verbs below are singular
+            who = f"each of {who}"
         description = f"A meme with {panels}; the main character is {subject}, {place}; mostly {colors}."
         if scene.meme_text:
             description += f' The caption reads: "{scene.meme_text}".'

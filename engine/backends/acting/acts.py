@@ -231,8 +231,9 @@ def talking(t: np.ndarray, seconds: float, rng: np.random.Generator) -> np.ndarr
     return syllables * loudness * pause
 
 
-SPEECH_WORDS = {"i", "i'm", "im", "me", "my", "you", "your", "you're", "we", "us", "let's", "don't", "can't",
-                "won't", "what", "why", "how", "who", "hey", "please", "no", "yes", "not", "is", "are"}  # fmt: skip
+# first and second person, a greeting or a plea: someone is talking (a "?" or "!" says so too)
+SPEECH_WORDS = {"i", "i'm", "im", "i've", "i'll", "me", "my", "you", "your", "you're", "we", "us", "our", "let's",
+                "don't", "can't", "won't", "what", "why", "how", "hey", "please"}  # fmt: skip
 
 
 def reads_as_speech(text: str) -> bool:
@@ -338,16 +339,3 @@ ACTS: dict[str, Act] = {
     "surprise": _surprise, "anger": _anger, "fear": _fear, "sadness": _sadness, "joy": _joy, "love": _love,
     "smug": _smug, "disgust": _disgust, "confusion": _confusion, "neutral": _neutral,
 }  # fmt: skip
-# What each act looks like, in the words a person would use (the template writer's motion prompt).
-ACT_WORDS: dict[str, str] = {
-    "surprise": "raises their eyebrows, eyes wide, and their jaw drops",
-    "anger": "frowns hard and shakes their head, yelling",
-    "fear": "stares wide-eyed with worried brows, trembling",
-    "sadness": "lets their head droop, brows knit and the corners of the mouth down",
-    "joy": "breaks into a big smile and laughs, head bobbing",
-    "love": "smiles softly with a slow, dreamy head tilt",
-    "smug": "smirks and raises one eyebrow, leaning back",
-    "disgust": "grimaces and pulls their head away",
-    "confusion": "tilts their head and raises one eyebrow, puzzled",
-    "neutral": "blinks and breathes, glancing around calmly",
-}

@@ -35,7 +35,7 @@ MIN_BODY_SHARE = 0.02  # a person mask smaller than this share of the picture is
 MOUTH_OPEN_PX = 1.5  # the painted mouth fades in over this opening
 
 
-@dataclass
+@dataclass(eq=False)
 class _Basis:
     """One linear motion of one region: moves (h, w, 2) in work pixels at amount 1, on a coarse grid."""
 
@@ -54,8 +54,12 @@ class FaceRigs:
         self.rigs: list[Rig] = []
         for face in found:
             try:
-                rig = from_mesh(face.points * scale) if face.points is not None else from_box(
-                    tuple(v * scale for v in face.box)  # type: ignore[arg-type]
+                rig = (
+                    from_mesh(face.points * scale)
+                    if face.points is not None
+                    else from_box(
+                        tuple(v * scale for v in face.box)  # type: ignore[arg-type]
+                    )
                 )
             except ValueError as exc:  # a degenerate mesh (both eyes on one point): this face sits still
                 log.debug("face not rigged: %s", exc)
@@ -64,7 +68,7 @@ class FaceRigs:
                 self.rigs.append(rig)
 
 
-@dataclass
+@dataclass(eq=False)
 class _FaceAct:
     """One face's motion: coarse fields for the picture, and the same moves at the rig's own points."""
 
@@ -221,8 +225,9 @@ def _paint_mouth(image: np.ndarray, face: _FaceAct, i: int, body: np.ndarray | N
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
     cv2.fillPoly(mask, [np.round((moved - (x0, y0)) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     mask = cv2.GaussianBlur(mask, (0, 0), 0.6) * strength
-    lips = source[np.clip(np.round(rig.points[ids, 1]).astype(int), 0, height - 1),
-                  np.clip(np.round(rig.points[ids, 0]).astype(int), 0, width - 1)].astype(np.float32).mean(0)  # fmt: skip
+    rows = np.clip(np.round(rig.points[ids, 1]).astype(int), 0, height - 1)
+    cols = np.clip(np.round(rig.points[ids, 0]).astype(int), 0, width - 1)
+    lips = source[rows, cols].astype(np.float32).mean(0)
     # darker toward the middle of the opening, a little of the lips' red kept
     depth = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.25 * (y1 - y0)))
     depth = depth / max(float(depth.max()), 1e-6)
@@ -245,6 +250,85 @@ def _body_curves(emotion: str, t: np.ndarray, seconds: float, gain: float) -> tu
     return breathe, sway
 
 
+@dataclass(frozen=True)
+class Cast:
+    """Who is in the picture: its faces (picture pixels, biggest first) and the person mask, if any."""
+
+    faces: list[FoundFace]
+    person: np.ndarray | None  # (H, W) float32 in [0, 1]
+    width: int  # the picture's width, px (the faces' coordinates are in its pixels)
+
+
+def find_cast(finder: FaceFinder, clean: CleanImage, scene: SceneInfo) -> Cast:
+    """The faces (mediapipe's mesh, or the scene stage's Haar boxes without mediapipe) and the person mask."""
+    pixels = clean.pixels
+    hints = tuple(
+        (float(s.box[0]), float(s.box[1]), float(s.box[2]), float(s.box[3])) for s in scene.subjects if s.kind == "face"
+    )  # fmt: skip
+    if finder.available:
+        return Cast(finder.faces(pixels, hints), finder.person_mask(pixels), pixels.shape[1])
+    return Cast([FoundFace(box=box, score=0.5, points=None) for box in hints], None, pixels.shape[1])
+
+
+class Performance:
+    """The acted pictures of one loop at a work size, frame by frame: faces and bodies move, no camera yet."""
+
+    def __init__(
+        self, work: np.ndarray, cast: Cast, scene: SceneInfo, script: Script, options: ResolvedOptions,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.work = work
+        self.progress = progress
+        self.frames = options.frames
+        wh, ww = work.shape[:2]
+        seconds = options.frames / float(options.fps)
+        t = np.arange(options.frames, dtype=np.float64) / options.frames
+        rng = np.random.default_rng(options.seed)
+        gain = acts.HIGH_GAIN if options.motion == "high" else 1.0
+        speech = acts.reads_as_speech(script.meme_text)
+        self.rigs = FaceRigs(cast.faces, ww / cast.width).rigs
+        # the first face is the biggest: the one the caption is about gets the main act
+        self.faces = [
+            _face_act(rig, acts.perform(script.emotion, t, seconds, rng, gain=gain, main=i == 0, speech=speech), ww, wh)
+            for i, rig in enumerate(self.rigs)
+        ]  # fmt: skip
+        self.acted = [f"{len(self.rigs)} face{'s' * (len(self.rigs) != 1)}"]
+        self.body_bases: list[_Basis] = []
+        body = _body_mask(cast.person, scene, self.rigs, ww, wh, cast.width)
+        if body is not None:
+            breathe, sway = _body_curves(script.emotion, t, seconds, gain)
+            self.body_bases = _body_basis(body, breathe, sway)
+            self.acted.append("body")
+        self._cache: dict[int, np.ndarray] = {}  # the animator may ask for a frame twice (panels, then the active one)
+
+    def field(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frame i's forward move of every work pixel (H, W, 2), and the body's share of it."""
+        wh, ww = self.work.shape[:2]
+        body = _accumulate(self.body_bases, i, wh, ww) if self.body_bases else None
+        field = body.copy() if body is not None else np.zeros((wh, ww, 2), np.float32)
+        for face in self.faces:
+            _accumulate(face.bases, i, wh, ww, field)
+        return field, body
+
+    def __call__(self, i: int) -> np.ndarray:
+        """Frame i's picture, the work picture's size."""
+        if i in self._cache:
+            return self._cache[i]
+        field, body = self.field(i)
+        if not field.any():
+            out = self.work
+        else:
+            map_x, map_y = _backward_map(field)
+            out = cv2.remap(self.work, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            for face in self.faces:
+                if face.jaw[i] > 0.02:
+                    _paint_mouth(out, face, i, body, self.work)
+        self._cache[i] = out
+        if self.progress is not None:
+            self.progress(len(self._cache) / self.frames)
+        return out
+
+
 class Acting:
     """generate = "acting": expressions, head and body motion from landmark rigs, camera moves under them."""
 
@@ -259,75 +343,25 @@ class Acting:
         """The frames for the script, at the output size and the picture's aspect."""
         _validate(clean, scene, script, options)
         started = time.perf_counter()
-        pixels = clean.pixels
-        height, width = pixels.shape[:2]
-        hints = tuple(
-            (float(s.box[0]), float(s.box[1]), float(s.box[2]), float(s.box[3])) for s in scene.subjects
-            if s.kind == "face"
-        )  # fmt: skip
-        found = self.finder.faces(pixels, hints) if self.finder.available else [
-            FoundFace(box=box, score=0.5, points=None) for box in hints
-        ]  # fmt: skip
-        person = self.finder.person_mask(pixels) if self.finder.available else None
+        cast = find_cast(self.finder, clean, scene)
         found_seconds = time.perf_counter() - started
-        gain = acts.HIGH_GAIN if options.motion == "high" else 1.0
-        if found:
+        if cast.faces:
             names, share = [CAMERA_MOTIONS[script.camera]], CAMERA_UNDER_ACTING
         else:
             names, share = None, 1.0  # no face to act: the procedural motions, with the body breathing
-        frames_n = options.frames
-        seconds = frames_n / float(options.fps)
-        t = np.arange(frames_n, dtype=np.float64) / frames_n
-        rng = np.random.default_rng(options.seed)
-        speech = acts.reads_as_speech(script.meme_text)
-        acted: list[str] = []
+        made: list[Performance] = []
 
         def source(work: np.ndarray) -> Callable[[int], np.ndarray]:
-            wh, ww = work.shape[:2]
-            scale = ww / width
-            rigs = FaceRigs(found, scale).rigs
-            faces = [
-                _face_act(rig, acts.perform(script.emotion, t, seconds, rng, gain=gain, main=i == 0, speech=speech),
-                          ww, wh)
-                for i, rig in enumerate(rigs)
-            ]  # fmt: skip
-            acted.append(f"{len(rigs)} face{'s' * (len(rigs) != 1)}")
-            body_bases: list[_Basis] = []
-            body = _body_mask(person, scene, rigs, ww, wh, width)
-            if body is not None:
-                breathe, sway = _body_curves(script.emotion, t, seconds, gain)
-                body_bases = _body_basis(body, breathe, sway)
-                acted.append("body")
-            cache: dict[int, np.ndarray] = {}  # the animator may ask for a frame twice (panels, then the active one)
-
-            def frame(i: int) -> np.ndarray:
-                if i in cache:
-                    return cache[i]
-                body = _accumulate(body_bases, i, wh, ww) if body_bases else None
-                field = body.copy() if body is not None else np.zeros((wh, ww, 2), np.float32)
-                for face in faces:
-                    _accumulate(face.bases, i, wh, ww, field)
-                if not field.any():
-                    out = work
-                else:
-                    map_x, map_y = _backward_map(field)
-                    out = cv2.remap(work, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-                    for face in faces:
-                        if face.jaw[i] > 0.02:
-                            _paint_mouth(out, face, i, body, work)
-                cache[i] = out
-                if progress is not None:
-                    progress((i + 1) / frames_n)
-                return out
-
-            return frame
+            made.append(Performance(work, cast, scene, script, options, progress))
+            return made[0]
 
         result = animate(clean, scene, script, options, names=names, share=share, source=source)
+        acted = ", ".join(made[0].acted) if made else "nothing"
         log.info(
-            "acting %s (%s): faces found in %.3f s, %d frames in %.3f s", script.emotion, ", ".join(acted),
-            found_seconds, frames_n, time.perf_counter() - started,
+            "acting %s (%s): cast found in %.3f s, %d frames in %.3f s", script.emotion, acted, found_seconds,
+            options.frames, time.perf_counter() - started,
         )  # fmt: skip
-        motion = f"acting {script.emotion} ({', '.join(acted)})" + (f" + {result.motion}" if result.motion else "")
+        motion = f"acting {script.emotion} ({acted})" + (f" + {result.motion}" if result.motion else "")
         return Frames(frames=result.frames, fps=result.fps, motion=motion)
 
 

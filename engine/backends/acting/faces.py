@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in picture pixels
@@ -163,7 +162,8 @@ class FaceFinder:
             return None
         crop = rgb[y0:y1, x0:x1]
         k = MESH_SIDE / max(x1 - x0, y1 - y0)
-        crop = cv2.resize(crop, (max(8, round((x1 - x0) * k)), max(8, round((y1 - y0) * k))), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+        size = (max(8, round((x1 - x0) * k)), max(8, round((y1 - y0) * k)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
         with self._lock, _quiet_stderr():
             found = self._mesh.process(np.ascontiguousarray(crop))  # type: ignore[attr-defined]
         if not found.multi_face_landmarks:

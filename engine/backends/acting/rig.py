@@ -39,7 +39,7 @@ RING_POINTS = 28  # still points on the ellipse around the head
 RING_GROW = 1.55  # the ring sits this far out from the face oval (the warp fades to nothing there)
 
 
-@dataclass
+@dataclass(eq=False)
 class Rig:
     """A face's points (N, 2) in picture pixels, its feature groups, and its face-aligned frame."""
 
