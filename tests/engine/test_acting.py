@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from engine.backends.acting import acts
-from engine.backends.acting.backend import Acting, Cast, Performance, find_cast
+from engine.backends.acting.backend import Cast, Performance, find_cast
 from engine.backends.acting.faces import FaceFinder, FoundFace
 from engine.backends.acting.rig import MESH_GROUPS, MeshWarp, from_box, from_mesh
 from engine.config import load_settings
