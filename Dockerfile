@@ -5,8 +5,9 @@
 #             docker build --target cpu -t makeitmove . && docker run --rm -v "$PWD:/work" makeitmove animate /work/meme.jpg -o /work/meme.gif
 
 # --- the sources, on a slim Python (bot, cpu) ------------------------------------------------------
+# libgl1 and libglib2.0-0: mediapipe brings opencv-contrib-python, whose cv2 links them (see pyproject.toml)
 FROM python:3.11-slim AS slim
-RUN apt-get update && apt-get install -y --no-install-recommends gifsicle \
+RUN apt-get update && apt-get install -y --no-install-recommends gifsicle libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md config.toml ./
@@ -27,7 +28,7 @@ CMD ["bot", "telegram", "--config", "/etc/makeitmove/config.toml"]
 # --- the engine: API replicas and GPU workers ---------------------------------------------------------
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu24.04 AS engine
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PATH=/opt/venv/bin:$PATH
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv gifsicle \
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv gifsicle libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 # torch first, from PyTorch's CUDA 12.4 index, so the gpu extra finds it installed instead of pulling a CPU build.

@@ -275,3 +275,24 @@ def test_progress_is_drawn_on_a_terminal(tmp_path: Path) -> None:
     for stage in ("ocr", "generate", "encode"):
         assert stage in shown, shown[-2000:]
     assert "p.gif: GIF" in shown  # the summary line
+
+
+def test_a_missing_system_library_gets_the_fix_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mediapipe's OpenCV build links libGL: on a slim machine without it, the CLI says what to install."""
+    import argparse
+
+    def handler(args: argparse.Namespace) -> int:
+        raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(handler=handler, verbose=False)
+    from engine import cli
+
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)  # a command whose import of cv2 fails
+    code = main([])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "libGL.so.1" in err and "apt-get install libgl1" in err and "opencv-python-headless" in err
+    assert "Traceback" not in err

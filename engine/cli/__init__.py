@@ -62,10 +62,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last line of defence: one line for the user, the traceback in the log
+        missing = _missing_system_library(exc)
+        if missing is not None:
+            print(
+                f"error: OpenCV cannot load the system library {missing}. Install it (Debian/Ubuntu: apt-get "
+                "install libgl1 libglib2.0-0), or swap in the headless OpenCV build: pip install "
+                "--force-reinstall --no-deps opencv-python-headless==4.11.0.86",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL
         log.error("internal error", exc_info=args.verbose)
         hint = "" if args.verbose else " (run with --verbose for details)"
         print(f"error: something went wrong inside the engine: {type(exc).__name__}{hint}", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _missing_system_library(exc: Exception) -> str | None:
+    """The shared library an import could not find (mediapipe's OpenCV build links libGL and glib), if that failed."""
+    text = str(exc)
+    if not isinstance(exc, ImportError) or "cannot open shared object file" not in text:
+        return None
+    return text.split(":", 1)[0].strip() or "libGL.so.1"
 
 
 def _sentence(message: str) -> str:
