@@ -10,6 +10,7 @@ procedural animator then layers the script's camera move under the acting and re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -174,22 +175,39 @@ def _subject_mask(box: tuple[float, float, float, float], width: int, height: in
 def _accumulate(
     bases: list[_Basis], i: int, height: int, width: int, into: np.ndarray | None = None
 ) -> np.ndarray:  # fmt: skip
-    """The sum of the bases' fields at their frame-i amounts, at the work size."""
+    """The sum of the bases' fields at their frame-i amounts, at the work size.
+
+    A face's bases share one region and one coarse grid: they are summed there and resized once.
+    """
     field = into if into is not None else np.zeros((height, width, 2), np.float32)
+    groups: dict[tuple[int, ...], np.ndarray] = {}
     for b in bases:
         amount = float(b.curve[i])
         if amount == 0.0:
             continue
-        size = (b.x1 - b.x0, b.y1 - b.y0)
-        part = b.field if b.field.shape[1::-1] == size else cv2.resize(b.field, size)
-        field[b.y0 : b.y1, b.x0 : b.x1] += amount * part
+        key = (b.y0, b.x0, b.y1, b.x1, *b.field.shape)
+        if key in groups:
+            groups[key] += amount * b.field
+        else:
+            groups[key] = amount * b.field
+    for (y0, x0, y1, x1, *_), coarse in groups.items():
+        size = (x1 - x0, y1 - y0)
+        field[y0:y1, x0:x1] += coarse if coarse.shape[1::-1] == size else cv2.resize(coarse, size)
     return field
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) of a picture, float32; shared, never written to."""
+    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    gx.setflags(write=False)
+    gy.setflags(write=False)
+    return gx, gy
 
 
 def _backward_map(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each output pixel samples the source, for content moved forward by `field` (one refinement step)."""
-    height, width = field.shape[:2]
-    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    gx, gy = _grid(*field.shape[:2])
     first_x, first_y = gx - field[..., 0], gy - field[..., 1]
     again = cv2.remap(field, first_x, first_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return gx - again[..., 0], gy - again[..., 1]
