@@ -124,19 +124,25 @@ def _eyes_widen(rig: Rig) -> np.ndarray:
 
 
 def _jaw_drop(rig: Rig) -> np.ndarray:
-    """The jaw comes down: the lower lip and chin move, the upper lip stays (the mouth's inside is painted)."""
+    """The jaw comes down: the lower lip and chin move, the upper lip lifts a little (the inside is painted).
+
+    The lips part as an oval: most in the middle, little at the corners.
+    """
     uv = rig.uv
     moves = np.zeros_like(uv)
     mouth = uv[rig.groups["inner_upper_lip"]]
     line = mouth[:, 1].mean()
-    half = (mouth[:, 0].max() - mouth[:, 0].min()) / 2
+    centre = (mouth[:, 0].max() + mouth[:, 0].min()) / 2
+    half = max((mouth[:, 0].max() - mouth[:, 0].min()) / 2, 1e-3)
     below = _smoothstep((uv[:, 1] - line) / 0.12)
-    across = 1.0 - 0.6 * _smoothstep((np.abs(uv[:, 0]) - half) / (half + 0.5))
+    across = 1.0 - 0.6 * _smoothstep((np.abs(uv[:, 0] - centre) - half) / (half + 0.5))
     moves[:, 1] = 0.32 * below * across
-    moves[rig.groups["upper_lip"], 1] = 0.0
-    moves[rig.groups["lower_lip"], 1] = 0.32
-    # the mouth's corners open half-way: the opening is an oval, not a box
-    moves[rig.groups["mouth_corners"], 1] = 0.05
+    # across the mouth: 1 in the middle, 0 at the corners (an ellipse's profile)
+    profile = np.sqrt(np.clip(1.0 - ((uv[:, 0] - centre) / (1.05 * half)) ** 2, 0.0, 1.0))
+    lower, upper = rig.groups["lower_lip"], rig.groups["upper_lip"]
+    moves[lower, 1] = 0.32 * (0.3 + 0.7 * profile[lower])
+    moves[upper, 1] = -0.04 * profile[upper]
+    moves[rig.groups["mouth_corners"], 1] = 0.03
     return moves
 
 
@@ -150,8 +156,8 @@ def _smile(rig: Rig, sides: tuple[str, ...] = ("right", "left")) -> np.ndarray:
         if ("right" if cu < 0 else "left") not in sides:  # the subject's right is the picture's left
             continue
         weight = _gauss(np.hypot(uv[:, 0] - cu, (uv[:, 1] - cv) * 1.3), 0.28)
-        moves[:, 0] += np.sign(cu) * 0.06 * weight
-        moves[:, 1] -= 0.09 * weight
+        moves[:, 0] += np.sign(cu) * 0.08 * weight
+        moves[:, 1] -= 0.13 * weight
     return moves
 
 

@@ -250,8 +250,8 @@ def _paint_mouth(image: np.ndarray, face: _FaceAct, i: int, body: np.ndarray | N
     # darker toward the middle of the opening, a little of the lips' red kept
     depth = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.25 * (y1 - y0)))
     depth = depth / max(float(depth.max()), 1e-6)
-    colour = lips * 0.28 + np.array([12.0, 2.0, 2.0])
-    inside = colour[None, None, :] * (1.0 - 0.55 * depth[..., None])
+    colour = lips * 0.4 + np.array([14.0, 2.0, 2.0])
+    inside = colour[None, None, :] * (1.0 - 0.5 * depth[..., None])
     patch = image[y0:y1, x0:x1].astype(np.float32)
     image[y0:y1, x0:x1] = np.clip(patch * (1 - mask[..., None]) + inside * mask[..., None] + 0.5, 0, 255).astype(
         np.uint8
