@@ -365,8 +365,12 @@ class Acting:
         cast = find_cast(self.finder, clean, scene)
         found_seconds = time.perf_counter() - started
         scene = _without_false_faces(scene, cast) if self.finder.available else scene
+        matte = None
         if cast.faces:
             names, share = [CAMERA_MOTIONS[script.camera]], CAMERA_UNDER_ACTING
+            matte = _parallax_matte(cast, scene)
+            if script.camera == "orbit" and matte is not None:
+                names = ["parallax"]  # the person, cut out by its mask, floats over the filled-in background
         else:
             names, share = None, 1.0  # no face to act: the procedural motions, with the body breathing
         made: list[Performance] = []
@@ -375,7 +379,7 @@ class Acting:
             made.append(Performance(work, cast, scene, script, options, progress))
             return made[0]
 
-        result = animate(clean, scene, script, options, names=names, share=share, source=source)
+        result = animate(clean, scene, script, options, names=names, share=share, source=source, matte=matte)
         acted = ", ".join(made[0].acted) if made else "nothing"
         log.info(
             "acting %s (%s): cast found in %.3f s, %d frames in %.3f s", script.emotion, acted, found_seconds,
@@ -383,6 +387,20 @@ class Acting:
         )  # fmt: skip
         motion = f"acting {script.emotion} ({acted})" + (f" + {result.motion}" if result.motion else "")
         return Frames(frames=result.frames, fps=result.fps, motion=motion)
+
+
+MATTE_SHARE = (0.04, 0.6)  # a person mask covering less is noise; covering more leaves no background to show
+
+
+def _parallax_matte(cast: Cast, scene: SceneInfo) -> np.ndarray | None:
+    """The person mask, when it holds the main face and leaves background around it, for the parallax cut-out."""
+    person, face = cast.person, cast.faces[0] if cast.faces else None
+    if person is None or face is None or scene.subject is None:
+        return None
+    share = float((person > 0.5).mean())
+    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    holds = person[min(person.shape[0] - 1, int(cy)), min(person.shape[1] - 1, int(cx))] > 0.5
+    return person if holds and MATTE_SHARE[0] <= share <= MATTE_SHARE[1] else None
 
 
 def _without_false_faces(scene: SceneInfo, cast: Cast) -> SceneInfo:

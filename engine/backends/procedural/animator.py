@@ -30,11 +30,13 @@ SourceFrames = Callable[[np.ndarray], Callable[[int], np.ndarray]]
 def animate(
     clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions, *,
     names: list[str] | None = None, share: float = 1.0, source: SourceFrames | None = None,
+    matte: np.ndarray | None = None,
 ) -> Frames:  # fmt: skip
     """Animate the clean picture with the script's motion as a seamless loop at the output size.
 
     `names` replaces the motions the script's emotion and camera would plan, run at `share` of their
-    amplitude; `source` makes every frame from its own picture (same size as the still one) instead of one.
+    amplitude; `source` makes every frame from its own picture (same size as the still one) instead of one;
+    `matte` (H, W) float in [0, 1], the subject's soft mask from a segmentation model, replaces the cut-out's guess.
     """
     started = time.perf_counter()
     # 1. check the inputs before any work
@@ -86,13 +88,18 @@ def animate(
     focus, base = _anchors(local, subject.kind if subject else "none", crop.shape[1], crop.shape[0])
 
     # 6. render
-    scene_mats = _scene_matrices(curves, focus, base, crop.shape[1::-1], (ox1 - ox0, oy1 - oy0))
+    crop_size = (crop.shape[1], crop.shape[0])
+    scene_mats = _scene_matrices(curves, focus, base, crop_size, (ox1 - ox0, oy1 - oy0))
     scene_mats = _contain(scene_mats, crop.shape[1], crop.shape[0], ox1 - ox0, oy1 - oy0)
     target = frames[:, oy0:oy1, ox0:ox1]
     if curves.layered and local is not None:
         # the cut-out rides on the (contained) scene, plus its own move
-        fg_mats = scene_mats @ _foreground_matrices(curves, focus, crop.shape[1::-1])
-        cut = _cut_out(crop, local, subject.kind if subject else "none")
+        fg_mats = scene_mats @ _foreground_matrices(curves, focus, crop_size)
+        crop_matte = None
+        if matte is not None:
+            matte_work = cv2.resize(matte.astype(np.float32), work.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+            crop_matte = np.ascontiguousarray(matte_work[wy0:wy1, wx0:wx1])
+        cut = _cut_out(crop, local, subject.kind if subject else "none", crop_matte)
         _render_layers(target, crop_at, cut, scene_mats, fg_mats)
     else:
         for i in range(options.frames):
@@ -245,16 +252,28 @@ def _contain(mats: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: int) -
     return scale @ mats @ corrections
 
 
-def _cut_out(crop: np.ndarray, box: tuple[float, float, float, float], kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """The subject's soft alpha (uint8) and the crop with the subject's place inpainted, for 2.5D parallax."""
+def _cut_out(
+    crop: np.ndarray, box: tuple[float, float, float, float], kind: str, matte: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The subject's soft alpha (uint8) and the crop with the subject's place inpainted, for 2.5D parallax.
+
+    Without a `matte` (the crop's size, float in [0, 1]), the subject's outline is GrabCut from a body prior.
+    """
     h, w = crop.shape[:2]
     scale = min(1.0, MASK_SIDE / max(h, w))
     sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
     small = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA)
     fx, fy = sw / w, sh / h
     small_box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
-    mask = _refine(small, _body_prior(sw, sh, small_box, kind), small_box)
-    alpha = cv2.resize(cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    if matte is not None:
+        soft = cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA)
+        mask = (soft > 0.5).astype(np.uint8)
+        alpha = cv2.resize(cv2.GaussianBlur(soft, (0, 0), 0.7), (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        mask = _refine(small, _body_prior(sw, sh, small_box, kind), small_box)
+        alpha = cv2.resize(
+            cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR
+        )
     # inpaint a grown hole so no subject colour bleeds into the fill, but paste the fill only just
     # past the cut-out: beyond it the real background is sharper than any fill
     grow = max(2, round(0.04 * max(sw, sh)))
@@ -310,8 +329,8 @@ def _refine(small: np.ndarray, prior: np.ndarray, box: tuple[float, float, float
 
 
 def _render_layers(
-    target: np.ndarray, crop_at: Callable[[int], np.ndarray], cut: tuple[np.ndarray, np.ndarray], scene_mats: np.ndarray,
-    fg_mats: np.ndarray,
+    target: np.ndarray, crop_at: Callable[[int], np.ndarray], cut: tuple[np.ndarray, np.ndarray],
+    scene_mats: np.ndarray, fg_mats: np.ndarray,
 ) -> None:  # fmt: skip
     """Warp the inpainted background and the cut-out separately, then blend the cut-out over it."""
     alpha, background = cut
@@ -322,7 +341,9 @@ def _render_layers(
             background, scene_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
         )
         # replicate: a body cut by the picture's edge stays attached to it
-        front = cv2.warpAffine(crop_at(i), fg_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        front = cv2.warpAffine(
+            crop_at(i), fg_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         weight = cv2.warpAffine(
             weight_src, fg_mats[i, :2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
