@@ -287,3 +287,21 @@ def test_haar_faces_the_mesh_does_not_confirm_are_not_faces(finder: FaceFinder) 
     kept = _without_false_faces(scene, cast)
     assert [s.kind for s in kept.subjects] == ["salient", "cat"]
     assert [s.box for s in kept.subjects] == [s.box for s in scene.subjects]
+
+
+def test_the_person_mask_cuts_the_person_out_for_parallax(acting: Generate, shared_memes: Path) -> None:
+    """With an orbit, a person with background around them floats over it, cut out by the segmentation mask."""
+    from engine.backends.procedural.animator import _cut_out
+
+    img = _photo(shared_memes, "mg_18_ermg")
+    scene = _scene(img, (Subject("face", (130, 100, 230, 200), 0.9),))
+    out = acting(_clean(img), scene, _script("neutral", camera="orbit"), _options())
+    assert "parallax" in out.motion and "body" in out.motion
+    # the cut-out's alpha is the mask's, softened; the background under it is filled, not the person again
+    matte = np.zeros((100, 120), np.float32)
+    matte[30:90, 40:80] = 1.0
+    crop = np.full((100, 120, 3), 200, np.uint8)
+    crop[30:90, 40:80] = (20, 40, 200)
+    alpha, background = _cut_out(crop, (40.0, 30.0, 80.0, 90.0), "face", matte)
+    assert alpha[60, 60] > 240 and alpha[5, 5] < 10 and 20 < alpha[60, 40] < 240
+    assert np.abs(background[60, 60].astype(int) - 200).max() < 40  # the person's place shows the background
