@@ -26,11 +26,11 @@ STAGE_BACKENDS = {
     "detext": (),
     "caption": ("scene", "blip2", "florence2"),
     "synthesize": ("template", "llm"),
-    "generate": ("procedural", "video"),
+    "generate": ("acting", "procedural", "video"),
     "postprocess": (),
     "encode": ("gif",),
 }
-HEAVY = ("numpy", "torch", "sqlalchemy", "cv2", "PIL")
+HEAVY = ("numpy", "torch", "sqlalchemy", "cv2", "PIL", "mediapipe")
 # The engine modules the bots may import: standard library only, none of them pulls in numpy.
 BOT_MAY_USE = ("engine", "engine.vocabulary", "engine.config", "engine.errors", "engine.units", "engine.safejson")
 

@@ -166,7 +166,7 @@ def caption_masks(
         crop = (slice(y0, y1), slice(x0, x1))
         ring = (search[crop] == 0) & (cv2.distanceTransform(1 - area, cv2.DIST_L2, 3) <= _GROUND_RING_PX)
         found = _line_strokes(original[crop], diff[crop] > _STROKE_DIFF, area > 0, own > 0, ring)
-        found = found.astype(np.uint8) * 255
+        found = found.astype(np.uint8) * np.uint8(255)
         strokes[crop] |= found
         size = max(3, round(_FILL_CLOSE * _quad_height(quad)) | 1)
         closing = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +38,12 @@ def test_progress_reports_every_stage_in_order(pipeline: Pipeline) -> None:
     result = pipeline.run(
         EXAMPLE.read_bytes(), AnimationOptions(frames=8, size=160), progress=lambda s, f: seen.append((s, f))
     )
-    assert [stage for stage, _ in seen] == [*STAGES, "done"]
+    # each stage is announced as it starts; a backend may also report its own progress within its stage
+    # (the acting backend after each frame), so repeats of one stage follow one another
+    assert [stage for stage, _ in itertools.groupby(stage for stage, _ in seen)] == [*STAGES, "done"]
+    for stage, fraction in seen[:-1]:
+        index = STAGES.index(stage)
+        assert index / len(STAGES) <= fraction <= (index + 1) / len(STAGES), (stage, fraction)
     fractions = [fraction for _, fraction in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert set(result.timings) == {*STAGES, "total"}

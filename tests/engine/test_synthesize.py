@@ -49,7 +49,7 @@ def test_script_from_the_caption(synthesize: Synthesize) -> None:
     assert script.emotion == "fear"
     assert script.camera == "shake"
     assert script.meme_text == "I'M TOO AFRAID TO ASK"
-    assert "trembles" in script.motion_prompt and script.motion_prompt.startswith("The person")
+    assert "trembling" in script.motion_prompt and script.motion_prompt.startswith("The person")
     assert "I'M TOO AFRAID TO ASK" in script.description and "I'M TOO AFRAID TO ASK" in script.explanation
 
 
