@@ -157,6 +157,23 @@ def test_the_bots_import_no_heavy_library() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_the_cli_starts_without_the_models() -> None:
+    """`makeitmove --help` and the building of the pipeline import no mediapipe (it loads on the first picture)."""
+    code = (
+        "import sys\n"
+        "from engine.cli import build_parser\n"
+        "build_parser()\n"
+        "assert not {m.split('.')[0] for m in sys.modules} & {'numpy', 'cv2', 'mediapipe', 'torch'}, 'cli'\n"
+        "from engine.config import load_settings\n"
+        "from engine.pipeline import Pipeline\n"
+        "Pipeline(load_settings())\n"
+        "assert 'engine.backends.acting.backend' in sys.modules, 'the default backend was not built'\n"
+        "assert 'mediapipe' not in sys.modules, 'pipeline'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_every_stage_registry_lists_exactly_the_configured_backends() -> None:
     from engine import config
     from engine.stages import caption, generate, ocr, synthesize

@@ -10,7 +10,6 @@ procedural animator then layers the script's camera move under the acting and re
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +19,9 @@ import cv2
 import numpy as np
 
 from engine.backends.acting import acts
+from engine.backends.acting.body import body_bases, body_curves, body_mask
 from engine.backends.acting.faces import FaceFinder, FoundFace
+from engine.backends.acting.fields import FIELD_PIXELS, Basis, accumulate, backward_map
 from engine.backends.acting.rig import MeshWarp, Rig, from_box, from_mesh
 from engine.backends.procedural.animator import _validate, animate
 from engine.backends.procedural.motions import CAMERA_MOTIONS, CAMERA_UNDER_ACTING
@@ -30,23 +31,7 @@ from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
 
-FIELD_PIXELS = 60_000  # a face's warp is computed on at most this many pixels, then resized (it is smooth)
-BREATH_SECONDS = 3.5  # one breath per this long, at least one per loop
-BREATH_DEPTH = 0.012  # the chest rises by this share of the body's height
-MIN_BODY_SHARE = 0.02  # a person mask smaller than this share of the picture is noise
 MOUTH_OPEN_PX = 1.5  # the painted mouth fades in over this opening
-
-
-@dataclass(eq=False)
-class _Basis:
-    """One linear motion of one region: moves (h, w, 2) in work pixels at amount 1, on a coarse grid."""
-
-    y0: int
-    x0: int
-    y1: int
-    x1: int
-    field: np.ndarray  # (ch, cw, 2) float32, coarse
-    curve: np.ndarray  # (frames,) amounts
 
 
 class FaceRigs:
@@ -75,7 +60,7 @@ class _FaceAct:
     """One face's motion: coarse fields for the picture, and the same moves at the rig's own points."""
 
     rig: Rig
-    bases: list[_Basis]
+    bases: list[Basis]
     point_moves: list[tuple[np.ndarray, np.ndarray]]  # (curve (frames,), moves (N, 2) work px at amount 1)
     jaw: np.ndarray  # (frames,) how far the jaw is down
 
@@ -95,7 +80,7 @@ def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _Fac
     c = min(1.0, float(np.sqrt(FIELD_PIXELS / max(1, (x1 - x0) * (y1 - y0)))))
     coarse_rig = Rig(rig.points * c, rig.groups, rig.origin * c, rig.ex, rig.ey, rig.scale * c, rig.landmarks)
     warp = MeshWarp(coarse_rig, max(2, round(width * c)), max(2, round(height * c)))
-    bases: list[_Basis] = []
+    bases: list[Basis] = []
     y0, x0 = round(warp.y0 / c), round(warp.x0 / c)
     y1, x1 = min(height, round(warp.y1 / c)), min(width, round(warp.x1 / c))
     if y1 - y0 < 2 or x1 - x0 < 2:
@@ -104,7 +89,7 @@ def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _Fac
         if not np.any(curve):
             continue
         moves = rig.to_pixels(acts.SHAPES[name](rig)).astype(np.float32)  # work px
-        bases.append(_Basis(y0, x0, y1, x1, warp.field(moves), curve))
+        bases.append(Basis(y0, x0, y1, x1, warp.field(moves), curve))
         act.point_moves.append((curve, moves.astype(np.float64)))
     # the head as one piece: full weight over the face and hair, fading to still at the ring
     ys, xs = np.mgrid[warp.y0 : warp.y1, warp.x0 : warp.x1].astype(np.float32)
@@ -118,8 +103,8 @@ def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _Fac
     weight = (weight * weight * (3 - 2 * weight)).astype(np.float32)
     pivot = centre + rig.ey * hh * 1.25  # the neck
     for name in acts.HEAD:
-        curve = show.head.get(name)
-        if curve is None or not np.any(curve):
+        head_curve = show.head.get(name)
+        if head_curve is None or not np.any(head_curve):
             continue
         if name == "roll":  # degrees → work px per degree (small-angle rotation about the neck)
             k = np.pi / 180 / c
@@ -130,87 +115,10 @@ def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _Fac
             axis = rig.ex if name == "shift_u" else rig.ey
             move = np.broadcast_to((axis * rig.scale).astype(np.float32), (*ys.shape, 2))
             at_points = np.broadcast_to(axis * rig.scale, rig.points.shape)
-        bases.append(_Basis(y0, x0, y1, x1, (move * weight[..., None]).astype(np.float32), curve))
-        act.point_moves.append((curve, np.array(at_points, np.float64)))  # the face's points all sit at weight 1
+        bases.append(Basis(y0, x0, y1, x1, (move * weight[..., None]).astype(np.float32), head_curve))
+        act.point_moves.append((head_curve, np.array(at_points, np.float64)))  # the face's points all sit at weight 1
     act.bases = bases
     return act
-
-
-def _body_basis(mask: np.ndarray, curve_breathe: np.ndarray, curve_sway: np.ndarray) -> list[_Basis]:
-    """Breathing (the chest rises over a still base) and a sway about the base, under a soft body mask."""
-    height, width = mask.shape
-    rows = np.nonzero(mask.max(axis=1) > 0.5)[0]
-    cols = np.nonzero(mask.max(axis=0) > 0.5)[0]
-    if rows.size < 4 or cols.size < 4:
-        return []
-    top, base = float(rows[0]), float(rows[-1])
-    span = max(base - top, 1.0)
-    c = min(1.0, float(np.sqrt(FIELD_PIXELS / (height * width))))
-    cw, ch = max(2, round(width * c)), max(2, round(height * c))
-    soft = cv2.resize(mask, (cw, ch), interpolation=cv2.INTER_AREA)
-    soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, 0.01 * max(cw, ch)))
-    ys, xs = np.mgrid[0:ch, 0:cw].astype(np.float32) / c
-    rise = np.clip((base - ys) / span, 0.0, 1.0)
-    bases = []
-    breathe = np.stack([np.zeros_like(ys), -BREATH_DEPTH * span * rise * soft], axis=-1)
-    bases.append(_Basis(0, 0, height, width, breathe.astype(np.float32), curve_breathe))
-    if np.any(curve_sway):
-        cx = float(cols.mean())
-        k = np.pi / 180  # per degree, about the base's centre
-        sway = np.stack([-(ys - base) * k * soft, (xs - cx) * k * soft], axis=-1)
-        bases.append(_Basis(0, 0, height, width, sway.astype(np.float32), curve_sway))
-    return bases
-
-
-def _subject_mask(box: tuple[float, float, float, float], width: int, height: int) -> np.ndarray:
-    """A soft ellipse over a subject the models know only by its box (cats, drawn characters)."""
-    x0, y0, x1, y1 = box
-    mask = np.zeros((height, width), np.float32)
-    centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
-    axes = (max(1, round(0.55 * (x1 - x0))), max(1, round(0.55 * (y1 - y0))))
-    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
-    return cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.08 * max(axes)))
-
-
-def _accumulate(
-    bases: list[_Basis], i: int, height: int, width: int, into: np.ndarray | None = None
-) -> np.ndarray:  # fmt: skip
-    """The sum of the bases' fields at their frame-i amounts, at the work size.
-
-    A face's bases share one region and one coarse grid: they are summed there and resized once.
-    """
-    field = into if into is not None else np.zeros((height, width, 2), np.float32)
-    groups: dict[tuple[int, ...], np.ndarray] = {}
-    for b in bases:
-        amount = float(b.curve[i])
-        if amount == 0.0:
-            continue
-        key = (b.y0, b.x0, b.y1, b.x1, *b.field.shape)
-        if key in groups:
-            groups[key] += amount * b.field
-        else:
-            groups[key] = amount * b.field
-    for (y0, x0, y1, x1, *_), coarse in groups.items():
-        size = (x1 - x0, y1 - y0)
-        field[y0:y1, x0:x1] += coarse if coarse.shape[1::-1] == size else cv2.resize(coarse, size)
-    return field
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (x, y) of a picture, float32; shared, never written to."""
-    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    gx.setflags(write=False)
-    gy.setflags(write=False)
-    return gx, gy
-
-
-def _backward_map(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each output pixel samples the source, for content moved forward by `field` (one refinement step)."""
-    gx, gy = _grid(*field.shape[:2])
-    first_x, first_y = gx - field[..., 0], gy - field[..., 1]
-    again = cv2.remap(field, first_x, first_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return gx - again[..., 0], gy - again[..., 1]
 
 
 def _mouth_gap(rig: Rig, points: np.ndarray) -> float:
@@ -258,17 +166,6 @@ def _paint_mouth(image: np.ndarray, face: _FaceAct, i: int, body: np.ndarray | N
     )
 
 
-def _body_curves(emotion: str, t: np.ndarray, seconds: float, gain: float) -> tuple[np.ndarray, np.ndarray]:
-    breaths = max(1, round(seconds / BREATH_SECONDS))
-    depth = {"fear": 1.3, "anger": 1.4, "joy": 1.2, "sadness": 1.1}.get(emotion, 1.0)
-    if emotion in ("fear", "anger"):  # quick, shallow breathing
-        breaths = max(breaths, round(seconds * 0.8))
-    breathe = gain * depth * (1 - np.cos(2 * np.pi * breaths * t)) / 2
-    sway_deg = {"joy": 1.5, "love": 1.2, "confusion": 1.5, "sadness": 0.6}.get(emotion, 0.4)
-    sway = gain * sway_deg * np.sin(2 * np.pi * t)
-    return breathe, sway
-
-
 @dataclass(frozen=True)
 class Cast:
     """Who is in the picture: its faces (picture pixels, biggest first) and the person mask, if any."""
@@ -312,21 +209,21 @@ class Performance:
             for i, rig in enumerate(self.rigs)
         ]  # fmt: skip
         self.acted = [f"{len(self.rigs)} face{'s' * (len(self.rigs) != 1)}"]
-        self.body_bases: list[_Basis] = []
-        body = _body_mask(cast.person, scene, self.rigs, ww, wh, cast.width)
+        self.body_bases: list[Basis] = []
+        body = body_mask(cast.person, scene, self.rigs, ww, wh, cast.width)
         if body is not None:
-            breathe, sway = _body_curves(script.emotion, t, seconds, gain)
-            self.body_bases = _body_basis(body, breathe, sway)
+            breathe, sway = body_curves(script.emotion, t, seconds, gain)
+            self.body_bases = body_bases(body, breathe, sway)
             self.acted.append("body")
         self._cache: dict[int, np.ndarray] = {}  # the animator may ask for a frame twice (panels, then the active one)
 
     def field(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Frame i's forward move of every work pixel (H, W, 2), and the body's share of it."""
         wh, ww = self.work.shape[:2]
-        body = _accumulate(self.body_bases, i, wh, ww) if self.body_bases else None
+        body = accumulate(self.body_bases, i, wh, ww) if self.body_bases else None
         field = body.copy() if body is not None else np.zeros((wh, ww, 2), np.float32)
         for face in self.faces:
-            _accumulate(face.bases, i, wh, ww, field)
+            accumulate(face.bases, i, wh, ww, field)
         return field, body
 
     def __call__(self, i: int) -> np.ndarray:
@@ -337,7 +234,7 @@ class Performance:
         if not field.any():
             out = self.work
         else:
-            map_x, map_y = _backward_map(field)
+            map_x, map_y = backward_map(field)
             out = cv2.remap(self.work, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
             for face in self.faces:
                 if face.jaw[i] > 0.02:
@@ -415,22 +312,3 @@ def _without_false_faces(scene: SceneInfo, cast: Cast) -> SceneInfo:
         for s in scene.subjects
     )  # fmt: skip
     return dataclasses.replace(scene, subjects=subjects) if subjects != scene.subjects else scene
-
-
-def _body_mask(
-    person: np.ndarray | None, scene: SceneInfo, rigs: list[Rig], width: int, height: int, source_width: int
-) -> np.ndarray | None:
-    """The moving body at the work size: the person mask when it holds a face, else the subject's soft ellipse."""
-    if person is not None:
-        mask = cv2.resize(person, (width, height), interpolation=cv2.INTER_LINEAR)
-        share = float((mask > 0.5).mean())
-        holds_face = any(
-            mask[int(np.clip(r.origin[1], 0, height - 1)), int(np.clip(r.origin[0], 0, width - 1))] > 0.5 for r in rigs
-        )
-        if share >= MIN_BODY_SHARE and (holds_face or not rigs):
-            return mask
-    subject = scene.subject
-    if subject is None or rigs:
-        return None
-    k = width / source_width
-    return _subject_mask(tuple(v * k for v in subject.box), width, height)  # type: ignore[arg-type]
