@@ -305,3 +305,31 @@ def test_the_person_mask_cuts_the_person_out_for_parallax(acting: Generate, shar
     alpha, background = _cut_out(crop, (40.0, 30.0, 80.0, 90.0), "face", matte)
     assert alpha[60, 60] > 240 and alpha[5, 5] < 10 and 20 < alpha[60, 40] < 240
     assert np.abs(background[60, 60].astype(int) - 200).max() < 40  # the person's place shows the background
+
+
+@pytest.mark.parametrize(
+    ("prompt", "wanted"),
+    [("He winks and nods slowly", ["nod", "wink"]), ("The person shakes their head", ["head_shake"]),
+     ("the whole frame shakes", []), ("She laughs, then talks to the camera", ["laugh", "talk"]),
+     ("raises an eyebrow", ["eyebrow"]), ("the cat's jaw drops", ["gasp"]), ("Kid cries", ["cry"]),
+     ("grinning", ["smile"]), ("tilts his head", ["tilt"]), ("stares", ["stare"]), ("frowns", ["frown"])],
+)  # fmt: skip
+def test_the_motion_prompt_names_acts(prompt: str, wanted: list[str]) -> None:
+    assert acts.prompt_acts(prompt) == wanted
+
+
+def test_the_motion_prompt_adds_what_the_feeling_lacks_on_the_main_face() -> None:
+    t = np.arange(48) / 48
+    plain = acts.perform("neutral", t, 3.0, np.random.default_rng(0))
+    asked = acts.perform("neutral", t, 3.0, np.random.default_rng(0), prompt="he winks and smiles, nodding")
+    assert "smile" not in plain.shapes and asked.shapes["smile"].min() > 0.5
+    assert asked.shapes["blink_left"].sum() > plain.shapes["blink_left"].sum() + 2  # the wink holds one eye shut
+    assert np.abs(asked.head["shift_v"]).max() > np.abs(plain.head["shift_v"]).max() + 0.03
+    other = acts.perform("neutral", t, 3.0, np.random.default_rng(0), main=False, prompt="he winks and smiles")
+    assert "smile" not in other.shapes  # only the main face does what the prompt says
+    # what the feeling already acts is not doubled: surprise's own jaw drop stays as it is
+    shock = acts.perform("surprise", t, 3.0, np.random.default_rng(0))
+    told = acts.perform("surprise", t, 3.0, np.random.default_rng(0), prompt="their jaw drops")
+    assert np.allclose(shock.shapes["jaw"], told.shapes["jaw"])
+    for name in acts.PROMPT_ACTS:  # every act the prompt can name makes curves
+        assert acts._asked(name, t, 3.0, np.random.default_rng(0))

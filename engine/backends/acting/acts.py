@@ -250,11 +250,74 @@ def reads_as_speech(text: str) -> bool:
     return bool(set(words) & SPEECH_WORDS) or "?" in text or text.count("!") >= 1
 
 
+# What a motion prompt can ask a face to do, beyond the feeling's own act: a pattern of the words a person (or
+# the script's writer) would use, and the act. "shakes" alone is the camera's; a head shake names the head.
+_HEAD = r"(?:their|his|her|its|the) head"
+PROMPT_ACTS: dict[str, str] = {
+    "nod": r"\bnod(?:s|ding|ded)?\b",
+    "head_shake": rf"\bshak(?:e|es|ing) {_HEAD}\b|\bhead shake",
+    "tilt": rf"\btilt(?:s|ing|ed)? {_HEAD}\b|\bhead tilt",
+    "wink": r"\bwink(?:s|ing|ed)?\b",
+    "smile": r"\b(?:smil|grin)(?:e|es|ing|ed|s|ning|ned)?\b",
+    "laugh": r"\b(?:laugh|giggl|chuckl)\w*",
+    "talk": r"\b(?:talk|speak|say|says|said|yell|shout|scream|sing|argu|explain|whisper|tell)\w*",
+    "gasp": r"\b(?:gasp\w*|jaw drops?|mouth (?:falls? )?open\w*|shock\w*)",
+    "frown": r"\b(?:frown|scowl|glar)\w*",
+    "eyebrow": r"\b(?:raises?|raising|lifts?|cocks?) (?:an |one |a |their |his |her )?eyebrow",
+    "cry": r"\b(?:cr(?:y|ies|ying)|sob\w*|tears? up)\b",
+    "stare": r"\b(?:stares?|staring|wide-eyed|eyes wide)\b",
+    "blink": r"\bblink\w*",
+}
+
+
+def prompt_acts(prompt: str) -> list[str]:
+    """The acts a motion prompt names, in PROMPT_ACTS order."""
+    lowered = prompt.lower().replace("’", "'")
+    return [name for name, pattern in PROMPT_ACTS.items() if re.search(pattern, lowered)]
+
+
+def _asked(name: str, t: np.ndarray, seconds: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One prompt act's curves (amounts per frame), looping."""
+    ones = np.ones_like(t)
+    beats = max(1, round(seconds * 1.2))
+    if name == "nod":
+        return {"shift_v": 0.06 * np.abs(_loop(t, beats)), "roll": 0.8 * _loop(t, beats)}
+    if name == "head_shake":
+        return {"shift_u": 0.06 * _loop(t, max(2, round(seconds * 2)))}
+    if name == "tilt":
+        return {"roll": 7.0 * (1 - np.cos(2 * np.pi * t)) / 2}
+    if name == "wink":  # one eye shut for a moment, once per loop
+        return {"blink_left": np.clip(1.6 * _hold(t, 0.06, 0.3) * (1 - _smoothstep((t - 0.3) / 0.1)), 0, 1)}
+    if name == "smile":
+        return {"smile": 0.9 * ones}
+    if name == "laugh":
+        return {"smile": 0.7 * ones, "jaw": 0.35 * np.abs(_loop(t, max(2, round(seconds * 2))))}
+    if name == "talk":
+        return {"jaw": 0.55 * talking(t, seconds, rng)}
+    if name == "gasp":
+        return {"jaw": 0.65 * _hold(t), "eyes_wide": 0.6 * _hold(t)}
+    if name == "frown":
+        return {"brows_angry": 0.9 * ones}
+    if name == "eyebrow":
+        return {"brow_up_left": 0.9 * _hold(t, 0.2, 0.7)}
+    if name == "cry":
+        return {"brows_sad": 1.0 * ones, "smile": -0.7 * ones, "lids": 0.3 * ones}
+    if name == "stare":
+        return {"eyes_wide": 0.8 * ones}
+    if name == "blink":  # a second blink in the loop
+        return {
+            "blink_right": blinks((t + 0.5) % 1.0, seconds, rng),
+            "blink_left": blinks((t + 0.5) % 1.0, seconds, rng),
+        }
+    raise ValueError(f"prompt act must be one of {', '.join(PROMPT_ACTS)}, not {name!r}")
+
+
 def perform(
     emotion: str, t: np.ndarray, seconds: float, rng: np.random.Generator, *, gain: float = 1.0,
-    main: bool = True, speech: bool = False,
+    main: bool = True, speech: bool = False, prompt: str = "",
 ) -> Performance:  # fmt: skip
-    """The act for a face: blinks and a living head for every face, the emotion's expression on top."""
+    """The act for a face: blinks and a living head for every face, the emotion's expression on top, and on the
+    main face whatever else the motion prompt asks for (what the feeling's act already does is not doubled)."""
     if emotion not in EMOTIONS:
         raise ValueError(f"emotion must be one of {', '.join(EMOTIONS)}, not {emotion!r}")
     n = len(t)
@@ -264,6 +327,13 @@ def perform(
     # the head is never a statue: a slow seeded drift of roll and position
     head = {"roll": 1.2 * _drift(t, rng), "shift_u": 0.02 * _drift(t, rng), "shift_v": 0.012 * _drift(t, rng)}
     act = ACTS[emotion](t, seconds, rng)
+    if main:
+        for asked in prompt_acts(prompt):
+            for name, curve in _asked(asked, t, seconds, rng).items():
+                if name.startswith("blink"):
+                    shapes[name] = np.maximum(shapes[name], curve)
+                elif name not in act:
+                    act[name] = curve
     share = (1.0 if main else SECONDARY_SHARE) * gain
     for name, curve in act.items():
         if name in HEAD:

@@ -205,7 +205,8 @@ class Performance:
         self.rigs = FaceRigs(cast.faces, ww / cast.width).rigs
         # the first face is the biggest: the one the caption is about gets the main act
         self.faces = [
-            _face_act(rig, acts.perform(script.emotion, t, seconds, rng, gain=gain, main=i == 0, speech=speech), ww, wh)
+            _face_act(rig, acts.perform(script.emotion, t, seconds, rng, gain=gain, main=i == 0, speech=speech,
+                                        prompt=script.motion_prompt), ww, wh)
             for i, rig in enumerate(self.rigs)
         ]  # fmt: skip
         self.acted = [f"{len(self.rigs)} face{'s' * (len(self.rigs) != 1)}"]
