@@ -181,6 +181,15 @@ def edges(rgb: np.ndarray, low: int = 100, high: int = 200) -> np.ndarray:
 def tearing(
     frame: np.ndarray, reference: np.ndarray, transform: np.ndarray, ignore: np.ndarray, follow_flow: bool = False
 ) -> float:
+    """The share (0..1) of `frame`'s edges that `reference`, warped onto the frame by `transform`, lacks (see
+    tear_shares, which measures it for several `ignore` masks at the cost of one)."""
+    return tear_shares(frame, reference, transform, [ignore], follow_flow)[0]
+
+
+def tear_shares(
+    frame: np.ndarray, reference: np.ndarray, transform: np.ndarray, ignores: list[np.ndarray],
+    follow_flow: bool = False,
+) -> list[float]:  # fmt: skip
     """The share (0..1) of `frame`'s edges that `reference`, warped onto the frame by `transform`, lacks.
 
     Holes, smears and seams of a cut-out draw edges no camera move of the reference explains. The
@@ -204,9 +213,13 @@ def tearing(
             warped, grid[1] + flow[..., 0], grid[0] + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         known |= widened(edges(carried, 50, 100), EDGE_TOLERANCE)
-    counted = edges(frame) & ~ignore & _covered(transform, frame.shape, inverse=True)
-    total = int(counted.sum())
-    return float((counted & ~known).sum() / total) if total else 0.0
+    found = edges(frame) & _covered(transform, frame.shape, inverse=True)
+    shares = []
+    for ignore in ignores:
+        counted = found & ~ignore
+        total = int(counted.sum())
+        shares.append(float((counted & ~known).sum() / total) if total else 0.0)
+    return shares
 
 
 def near_white(rgb: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from bench.motion_metrics import (
     new_white_area,
     residual_motion,
     seam_ratio,
+    tear_shares,
     tearing,
     word_recall,
 )
@@ -199,3 +200,16 @@ def test_caption_change_counts_only_the_captions_pixels() -> None:
 )
 def test_word_recall(truth: str, read: str, recall: float) -> None:
     assert word_recall(truth, read) == pytest.approx(recall)
+
+
+def test_tear_shares_measures_each_mask_from_one_flow() -> None:
+    """A hole cut into one place counts as tearing, and not once that place is left out."""
+    first = drawn(3)
+    frame = first.copy()
+    cv2.rectangle(frame, (100, 100), (140, 140), (255, 255, 255), -1)
+    nothing = np.zeros(first.shape[:2], bool)
+    hole = np.zeros_like(nothing)
+    hole[90:150, 90:150] = True
+    everywhere, elsewhere = tear_shares(frame, first, IDENTITY, [nothing, hole], follow_flow=True)
+    assert everywhere > 0.01 and elsewhere < everywhere / 4
+    assert tearing(frame, first, IDENTITY, nothing, follow_flow=True) == everywhere

@@ -402,7 +402,7 @@ def _disgust(t: np.ndarray, seconds: float, rng: np.random.Generator) -> dict[st
 
 def _confusion(t: np.ndarray, seconds: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
     tilt = (1 - np.cos(2 * np.pi * t)) / 2
-    return {"roll": 7.0 * tilt, "brow_up_right": 0.9 * tilt, "brows_angry": 0.25 * tilt, "smile": -0.3 * tilt,
+    return {"roll": 5.0 * tilt, "brow_up_right": 0.9 * tilt, "brows_angry": 0.25 * tilt, "smile": -0.3 * tilt,
             "shift_u": 0.03 * tilt}  # fmt: skip
 
 
