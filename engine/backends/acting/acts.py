@@ -36,37 +36,6 @@ def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
 # Each shape returns the moves (N, 2) of the rig's points in face units (u right, v down, inter-ocular = 1).
 
 
-def _lid_close(rig: Rig, side: str) -> np.ndarray:
-    """The upper lid comes down to the lower one; what lies between (the eye, its iris) is folded under it."""
-    uv = rig.uv
-    moves = np.zeros_like(uv)
-    upper, lower = rig.groups[f"{side}_upper_lid"], rig.groups[f"{side}_lower_lid"]
-    lo_u, lo_v = uv[lower, 0], uv[lower, 1]
-    order = np.argsort(lo_u)
-    lo_u, lo_v = lo_u[order], lo_v[order]
-
-    def lower_at(u: np.ndarray) -> np.ndarray:
-        return np.interp(u, lo_u, lo_v)
-
-    moves[upper, 1] = lower_at(uv[upper, 0]) - uv[upper, 1]
-    # points inside the eye (the iris) and just above the lid (the lid's skin) follow part of the way
-    up_u, up_v = uv[upper, 0], uv[upper, 1]
-    order = np.argsort(up_u)
-    upper_v = np.interp(uv[:, 0], up_u[order], up_v[order])
-    gap = np.maximum(lower_at(uv[:, 0]) - upper_v, 1e-3)
-    within = (uv[:, 0] >= lo_u.min() - 0.02) & (uv[:, 0] <= lo_u.max() + 0.02)
-    fixed = np.zeros(len(uv), bool)
-    fixed[upper] = fixed[lower] = True
-    for corners in rig.groups[f"{side}_eye_corners"]:
-        fixed[corners] = True
-    inside = within & ~fixed & (uv[:, 1] > upper_v) & (uv[:, 1] < lower_at(uv[:, 0]))
-    fraction = (uv[inside, 1] - upper_v[inside]) / gap[inside]
-    moves[inside, 1] = (1 - fraction) * gap[inside]
-    above = within & ~fixed & (uv[:, 1] <= upper_v) & (uv[:, 1] > upper_v - 0.25)
-    moves[above, 1] = 0.45 * gap[above] * (1 - (upper_v[above] - uv[above, 1]) / 0.25)
-    return moves
-
-
 def _brow_raise(rig: Rig, sides: tuple[str, ...] = ("right", "left")) -> np.ndarray:
     """Brows up with the forehead, the upper lids' skin stretching under them (surprise)."""
     uv = rig.uv
@@ -162,8 +131,6 @@ def _smile(rig: Rig, sides: tuple[str, ...] = ("right", "left")) -> np.ndarray:
 
 
 SHAPES: dict[str, Callable[[Rig], np.ndarray]] = {
-    "blink_right": lambda rig: _lid_close(rig, "right"),
-    "blink_left": lambda rig: _lid_close(rig, "left"),
     "brows_up": _brow_raise,
     "brow_up_right": lambda rig: _brow_raise(rig, ("right",)),
     "brow_up_left": lambda rig: _brow_raise(rig, ("left",)),

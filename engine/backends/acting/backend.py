@@ -22,6 +22,7 @@ from engine.backends.acting import acts
 from engine.backends.acting.body import body_bases, body_curves, body_mask
 from engine.backends.acting.faces import FaceFinder, FoundFace
 from engine.backends.acting.fields import FIELD_PIXELS, Basis, accumulate, backward_map
+from engine.backends.acting.paint import paint_lids, paint_mouth
 from engine.backends.acting.rig import MeshWarp, Rig, from_box, from_mesh
 from engine.backends.procedural.animator import _validate, animate
 from engine.backends.procedural.motions import CAMERA_MOTIONS, CAMERA_UNDER_ACTING
@@ -30,8 +31,6 @@ from engine.runtime.models import ModelPool
 from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
 log = logging.getLogger(__name__)
-
-MOUTH_OPEN_PX = 1.5  # the painted mouth fades in over this opening
 
 
 class FaceRigs:
@@ -63,6 +62,7 @@ class _FaceAct:
     bases: list[Basis]
     point_moves: list[tuple[np.ndarray, np.ndarray]]  # (curve (frames,), moves (N, 2) work px at amount 1)
     jaw: np.ndarray  # (frames,) how far the jaw is down
+    lids: dict[str, np.ndarray]  # side → (frames,) how far the eye is shut (painted, not warped)
 
     def points_at(self, i: int) -> np.ndarray:
         """The rig's points in frame i (before the body's move)."""
@@ -75,7 +75,8 @@ class _FaceAct:
 def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _FaceAct:
     """The face's expression shapes and head moves as coarse fields over its head region."""
     jaw = show.shapes.get("jaw", np.zeros(len(next(iter(show.head.values())))))
-    act = _FaceAct(rig, [], [], np.maximum(jaw, 0.0))
+    lids = {side: show.shapes[f"blink_{side}"] for side in ("right", "left") if f"blink_{side}" in show.shapes}
+    act = _FaceAct(rig, [], [], np.maximum(jaw, 0.0), lids)
     x0, y0, x1, y1 = MeshWarp.bounds(rig, width, height)
     c = min(1.0, float(np.sqrt(FIELD_PIXELS / max(1, (x1 - x0) * (y1 - y0)))))
     coarse_rig = Rig(rig.points * c, rig.groups, rig.origin * c, rig.ex, rig.ey, rig.scale * c, rig.landmarks)
@@ -86,7 +87,7 @@ def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _Fac
     if y1 - y0 < 2 or x1 - x0 < 2:
         return act
     for name, curve in show.shapes.items():
-        if not np.any(curve):
+        if not np.any(curve) or name.startswith("blink"):  # eyes close by paint (paint.py)
             continue
         moves = rig.to_pixels(acts.SHAPES[name](rig)).astype(np.float32)  # work px
         bases.append(Basis(y0, x0, y1, x1, warp.field(moves), curve))
@@ -119,51 +120,6 @@ def _face_act(rig: Rig, show: acts.Performance, width: int, height: int) -> _Fac
         act.point_moves.append((head_curve, np.array(at_points, np.float64)))  # the face's points all sit at weight 1
     act.bases = bases
     return act
-
-
-def _mouth_gap(rig: Rig, points: np.ndarray) -> float:
-    """How far apart the inner lips are (px, along the face's vertical), their widest."""
-    upper = points[rig.groups["inner_upper_lip"]] @ rig.ey
-    lower = points[rig.groups["inner_lower_lip"]] @ rig.ey
-    return float(np.max(lower) - np.max(upper)) if len(upper) and len(lower) else 0.0
-
-
-def _paint_mouth(image: np.ndarray, face: _FaceAct, i: int, body: np.ndarray | None, source: np.ndarray) -> None:
-    """Paint the newly opened mouth's inside dark, inside the moved inner-lip outline."""
-    rig = face.rig
-    ids = np.concatenate([rig.groups["inner_upper_lip"], rig.groups["inner_lower_lip"]])
-    points = face.points_at(i)
-    height, width = image.shape[:2]
-    moved = points[ids]
-    if body is not None:  # the body's move (breathing, sway) is smooth: the mouth's centre stands for all of it
-        cx, cy = np.clip(np.round(moved.mean(0)).astype(int), 0, (width - 1, height - 1))
-        moved = moved + body[cy, cx]
-    added = _mouth_gap(rig, points) - _mouth_gap(rig, rig.points)
-    was = max(0.0, _mouth_gap(rig, rig.points))
-    # a closed mouth opening shows its dark inside; one already open mostly shows its own teeth, stretched
-    strength = min(1.0, max(0.0, added - 0.5) / MOUTH_OPEN_PX) * added / (added + was + 1e-6)
-    if strength <= 0.02:
-        return
-    x0, y0 = np.floor(moved.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(moved.max(0)).astype(int) + 4
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return
-    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    cv2.fillPoly(mask, [np.round((moved - (x0, y0)) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    mask = cv2.GaussianBlur(mask, (0, 0), 0.6) * strength
-    rows = np.clip(np.round(rig.points[ids, 1]).astype(int), 0, height - 1)
-    cols = np.clip(np.round(rig.points[ids, 0]).astype(int), 0, width - 1)
-    lips = source[rows, cols].astype(np.float32).mean(0)
-    # darker toward the middle of the opening, a little of the lips' red kept
-    depth = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.25 * (y1 - y0)))
-    depth = depth / max(float(depth.max()), 1e-6)
-    colour = lips * 0.4 + np.array([14.0, 2.0, 2.0])
-    inside = colour[None, None, :] * (1.0 - 0.5 * depth[..., None])
-    patch = image[y0:y1, x0:x1].astype(np.float32)
-    image[y0:y1, x0:x1] = np.clip(patch * (1 - mask[..., None]) + inside * mask[..., None] + 0.5, 0, 255).astype(
-        np.uint8
-    )
 
 
 @dataclass(frozen=True)
@@ -237,9 +193,19 @@ class Performance:
         else:
             map_x, map_y = backward_map(field)
             out = cv2.remap(self.work, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-            for face in self.faces:
-                if face.jaw[i] > 0.02:
-                    _paint_mouth(out, face, i, body, self.work)
+        for face in self.faces:
+            closures = {side: float(curve[i]) for side, curve in face.lids.items()}
+            if face.jaw[i] <= 0.02 and max(closures.values(), default=0.0) < 0.03:
+                continue
+            if out is self.work:
+                out = self.work.copy()
+            points = face.points_at(i)
+            if body is not None:  # the body's move is smooth: the face's centre stands for all of it
+                cx, cy = np.clip(np.round(face.rig.origin).astype(int), 0, (out.shape[1] - 1, out.shape[0] - 1))
+                points = points + body[cy, cx]
+            if face.jaw[i] > 0.02:
+                paint_mouth(out, face.rig, points, self.work)
+            paint_lids(out, face.rig, points, closures)
         self._cache[i] = out
         if self.progress is not None:
             self.progress(len(self._cache) / self.frames)
