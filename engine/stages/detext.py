@@ -26,6 +26,7 @@ _DARK_INK, _LIGHT_INK = 100, 160  # luminance: ink is at most this dark or at le
 # _GROUND_RING_PX outside the search area, and what is within _GROUND_DISTANCE (max over RGB) of them.
 _GROUND_RING_PX = 6
 _GROUND_SHARE, _GROUND_DISTANCE = 0.15, 24
+_PLAIN_SHARE = 0.9  # a line whose surroundings are this much of one colour sits on a plain band
 _CROP_MARGIN = 0.3  # of a line's height: how far past its search area a line's crop reaches
 _WALL_CLOSE_PX = 3  # gaps in an outline this narrow (JPEG) still enclose its fill
 # Glyph edges are anti-aliased into the background: grow the stroke mask by this many pixels
@@ -165,7 +166,14 @@ def caption_masks(
         cv2.fillPoly(own, [np.round(quad - (x0, y0)).astype(np.int32)], 1)
         crop = (slice(y0, y1), slice(x0, x1))
         ring = (search[crop] == 0) & (cv2.distanceTransform(1 - area, cv2.DIST_L2, 3) <= _GROUND_RING_PX)
-        found = _line_strokes(original[crop], diff[crop] > _STROKE_DIFF, area > 0, own > 0, ring)
+        differs = diff[crop] > _STROKE_DIFF
+        plain = _plain_ground(original[crop][ring])
+        if plain is not None:
+            # A caption printed on a plain band (black letters on white paper): the estimate smears the picture
+            # next to the band into it, dark as the letters, and would lose their insides; the paper knows.
+            off_paper = np.abs(original[crop].astype(np.float32) - plain).max(axis=2)
+            differs |= off_paper > _STROKE_DIFF
+        found = _line_strokes(original[crop], differs, area > 0, own > 0, ring)
         found = found.astype(np.uint8) * np.uint8(255)
         strokes[crop] |= found
         size = max(3, round(_FILL_CLOSE * _quad_height(quad)) | 1)
@@ -213,6 +221,15 @@ def _enclosed(walls: np.ndarray, area: np.ndarray, outside: np.ndarray) -> np.nd
     """Pixels of `area` that `walls` cut off from `outside` (4-connected)."""
     _, holes = cv2.connectedComponents((~walls).astype(np.uint8), connectivity=4)
     return ~walls & area & ~np.isin(holes, np.unique(holes[outside & ~walls]))
+
+
+def _plain_ground(colours: np.ndarray) -> np.ndarray | None:
+    """The one colour at least _PLAIN_SHARE of a line's surroundings (N, 3) are within _GROUND_DISTANCE of, if any."""
+    if len(colours) < 20:
+        return None
+    median = np.median(colours.astype(np.float32), axis=0)
+    near = np.abs(colours.astype(np.float32) - median).max(axis=1) <= _GROUND_DISTANCE
+    return median if near.mean() >= _PLAIN_SHARE else None
 
 
 def _dominant(colours: np.ndarray) -> list[np.ndarray]:

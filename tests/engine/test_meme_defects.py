@@ -124,3 +124,20 @@ def test_the_caption_is_told_from_text_in_the_picture_by_its_ink(
 ) -> None:
     pixels, line = _drawn(text, xy, size, **style)
     assert is_caption(line, pixels) is caption
+
+
+def test_black_letters_on_a_white_band_keep_their_insides(shared_memes: Path, pipeline: Pipeline) -> None:
+    """The woman-yelling-at-a-cat caption: black on a white band right above the photo. The background estimate
+    smeared the photo's dark hair into the band, as dark as the letters, so only their outlines were kept and
+    the restored caption came back hollow. A line on plain paper is told from the paper itself."""
+    memes = json.loads((shared_memes / "ground_truth.json").read_text("utf-8"))["memes"]
+    meme = next(m for m in memes if m["id"] == "mg_57_woman-cat")
+    decoded_meme = decoded(shared_memes / meme["image"])
+    clean = pipeline.detext(decoded_meme, pipeline.ocr(decoded_meme))
+    first = meme["lines"][0]  # "Mom telling me how useless I am": its first row sits on white on every side
+    x0, y0, x1, _ = first["box"]
+    y1 = y0 + (first["box"][3] - y0) // 2
+    ink = decoded_meme.pixels[y0:y1, x0:x1].max(axis=2) < 80  # the black letters' own pixels
+    kept = clean.text_mask[y0:y1, x0:x1] > 0
+    assert ink.sum() > 500
+    assert (ink & kept).sum() / ink.sum() > 0.95
