@@ -15,7 +15,7 @@ MIN_BODY_SHARE = 0.02  # a person mask smaller than this share of the picture is
 # faster breathing (breaths per second) and deeper, and a sway (degrees), per feeling; others: calm
 BREATH_RATE: dict[str, float] = {"fear": 0.8, "anger": 0.8}
 BREATH_GAIN: dict[str, float] = {"fear": 1.3, "anger": 1.4, "joy": 1.2, "sadness": 1.1}
-SWAY_DEGREES: dict[str, float] = {"joy": 1.5, "love": 1.2, "confusion": 1.5, "sadness": 0.6}
+SWAY_DEGREES: dict[str, float] = {"joy": 0.8, "love": 0.6, "confusion": 0.8, "sadness": 0.3}
 
 
 def body_bases(mask: np.ndarray, curve_breathe: np.ndarray, curve_sway: np.ndarray) -> list[Basis]:
@@ -58,21 +58,25 @@ def body_curves(emotion: str, t: np.ndarray, seconds: float, gain: float) -> tup
     """Per frame: how far the chest has risen (0–1 × depth) and the sway's angle (degrees), both looping."""
     breaths = max(1, round(seconds / BREATH_SECONDS), round(seconds * BREATH_RATE.get(emotion, 0.0)))
     breathe = gain * BREATH_GAIN.get(emotion, 1.0) * (1 - np.cos(2 * np.pi * breaths * t)) / 2
-    sway = gain * SWAY_DEGREES.get(emotion, 0.4) * np.sin(2 * np.pi * t)
+    sway = gain * SWAY_DEGREES.get(emotion, 0.2) * np.sin(2 * np.pi * t)
     return breathe, sway
 
 
 def body_mask(
     person: np.ndarray | None, scene: SceneInfo, rigs: list[Rig], width: int, height: int, source_width: int
 ) -> np.ndarray | None:
-    """The moving body at the work size: the person mask when it holds a face, else the subject's soft ellipse."""
-    if person is not None:
+    """The moving body at the work size: the person mask when it holds a face, else the subject's soft ellipse.
+
+    Without a face the person mask is not trusted: on cartoons and things it finds "people" that are not there,
+    and a body breathing in the wrong place bends the picture around it.
+    """
+    if person is not None and rigs:
         mask = cv2.resize(person, (width, height), interpolation=cv2.INTER_LINEAR)
         share = float((mask > 0.5).mean())
         holds_face = any(
             mask[int(np.clip(r.origin[1], 0, height - 1)), int(np.clip(r.origin[0], 0, width - 1))] > 0.5 for r in rigs
         )
-        if share >= MIN_BODY_SHARE and (holds_face or not rigs):
+        if share >= MIN_BODY_SHARE and holds_face:
             return mask
     subject = scene.subject
     if subject is None or rigs:

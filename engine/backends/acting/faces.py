@@ -108,6 +108,11 @@ class FaceFinder:
                     static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
                 )
                 self._segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)  # type: ignore[attr-defined]
+                # each graph prints its start-up chatter on its first picture: show it one now, so no job's
+                # call ever has to take over fd 2 (other threads' messages would vanish with it)
+                blank = np.full((64, 64, 3), 128, np.uint8)
+                for model in (self._detector, self._mesh, self._segmenter):
+                    model.process(blank)  # type: ignore[attr-defined]
 
     def faces(self, rgb: np.ndarray, hints: tuple[Box, ...] = ()) -> list[FoundFace]:
         """The faces in an RGB picture, biggest first; `hints` are boxes another detector found (Haar).
@@ -121,7 +126,7 @@ class FaceFinder:
         if self._detector is not None:
             scale = min(1.0, DETECT_SIDE / max(height, width))
             small = rgb if scale == 1.0 else cv2.resize(rgb, (round(width * scale), round(height * scale)))
-            with self._lock, _quiet_stderr():
+            with self._lock:
                 found = self._detector.process(np.ascontiguousarray(small))  # type: ignore[attr-defined]
             for det in found.detections or ():
                 rel = det.location_data.relative_bounding_box
@@ -164,7 +169,7 @@ class FaceFinder:
         k = MESH_SIDE / max(x1 - x0, y1 - y0)
         size = (max(8, round((x1 - x0) * k)), max(8, round((y1 - y0) * k)))
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
-        with self._lock, _quiet_stderr():
+        with self._lock:
             found = self._mesh.process(np.ascontiguousarray(crop))  # type: ignore[attr-defined]
         if not found.multi_face_landmarks:
             return None
@@ -182,7 +187,7 @@ class FaceFinder:
         self._load()
         if self._segmenter is None:
             return None
-        with self._lock, _quiet_stderr():
+        with self._lock:
             found = self._segmenter.process(np.ascontiguousarray(rgb))  # type: ignore[attr-defined]
         mask = found.segmentation_mask
         if mask is None:
