@@ -353,3 +353,21 @@ def test_the_motion_prompt_adds_what_the_feeling_lacks_on_the_main_face() -> Non
     assert np.allclose(shock.shapes["jaw"], told.shapes["jaw"])
     for name in acts.PROMPT_ACTS:  # every act the prompt can name makes curves
         assert acts._asked(name, t, 3.0, np.random.default_rng(0))
+
+
+def test_mediapipe_says_nothing_on_the_terminal(finder: FaceFinder, shared_memes: Path, tmp_path: Path) -> None:
+    """Its native start-up and first-face warnings go to fd 2; a user sees only the CLI's own report."""
+    import shutil
+    import subprocess
+
+    cli = shutil.which("makeitmove")
+    if cli is None:
+        pytest.skip("the makeitmove console script is not on PATH (activate the venv)")
+    done = subprocess.run(
+        [cli, "animate", str(shared_memes / "rendered" / "mg_30_keanu.jpg"), "-o", str(tmp_path / "k.gif"),
+         "--frames", "8", "--size", "160"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(str(tmp_path / "k.gif")), lines

@@ -84,6 +84,7 @@ class FaceFinder:
         self._detector: object | None = None
         self._mesh: object | None = None
         self._segmenter: object | None = None
+        self._mesh_warned = False
 
     @property
     def available(self) -> bool:
@@ -165,17 +166,22 @@ class FaceFinder:
         x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        crop = rgb[y0:y1, x0:x1]
         k = MESH_SIDE / max(x1 - x0, y1 - y0)
         size = (max(8, round((x1 - x0) * k)), max(8, round((y1 - y0) * k)))
-        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+        crop = cv2.resize(rgb[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+        # the mesh projects its landmarks correctly only from a square picture: pad a crop cut by the edge
+        side = max(size)
+        square = cv2.copyMakeBorder(crop, 0, side - size[1], 0, side - size[0], cv2.BORDER_REPLICATE)
         with self._lock:
-            found = self._mesh.process(np.ascontiguousarray(crop))  # type: ignore[attr-defined]
+            # the mesh's landmark stage prints one warning the first time it sees a face (a blank warm-up
+            # picture never gets that far): catch that one, then leave fd 2 alone
+            with _quiet_stderr() if not self._mesh_warned else contextlib.nullcontext():
+                found = self._mesh.process(np.ascontiguousarray(square))  # type: ignore[attr-defined]
+            self._mesh_warned = self._mesh_warned or bool(found.multi_face_landmarks)
         if not found.multi_face_landmarks:
             return None
         marks = found.multi_face_landmarks[0].landmark
-        ch, cw = crop.shape[:2]
-        points = np.array([(m.x * cw / k + x0, m.y * ch / k + y0) for m in marks], np.float64)
+        points = np.array([(m.x * side / k + x0, m.y * side / k + y0) for m in marks], np.float64)
         # a mesh whose centre is far from the box it was asked about belongs to another face in the crop
         mx, my = points.mean(axis=0)
         if not (box[0] <= mx <= box[2] and box[1] <= my <= box[3]):
