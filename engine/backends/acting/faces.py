@@ -113,7 +113,7 @@ class FaceFinder:
                 # call ever has to take over fd 2 (other threads' messages would vanish with it)
                 blank = np.full((64, 64, 3), 128, np.uint8)
                 for model in (self._detector, self._mesh, self._segmenter):
-                    model.process(blank)  # type: ignore[attr-defined]
+                    model.process(blank)  # type: ignore[attr-defined,union-attr]
 
     def faces(self, rgb: np.ndarray, hints: tuple[Box, ...] = ()) -> list[FoundFace]:
         """The faces in an RGB picture, biggest first; `hints` are boxes another detector found (Haar).
