@@ -109,8 +109,8 @@ class FaceFinder:
                     static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
                 )
                 self._segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)  # type: ignore[attr-defined]
-                # each graph prints its start-up chatter on its first picture: show it one now, so no job's
-                # call ever has to take over fd 2 (other threads' messages would vanish with it)
+                # each graph prints its start-up chatter on its first picture: show it one now, so jobs need
+                # not take over fd 2, where other threads' messages would vanish (but once: see _mesh_in)
                 blank = np.full((64, 64, 3), 128, np.uint8)
                 for model in (self._detector, self._mesh, self._segmenter):
                     model.process(blank)  # type: ignore[attr-defined,union-attr]
