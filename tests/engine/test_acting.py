@@ -254,7 +254,7 @@ def test_a_drawn_face_without_mediapipe_is_rigged_from_its_box() -> None:
 
 def test_drawn_faces_and_no_faces_fall_back_without_crashing(acting: Generate) -> None:
     img, box = _drawn_face()
-    for subjects in ((Subject("face", box, 0.6),), (Subject("salient", box, 0.4),), ()):
+    for subjects in ((Subject("face", box, 0.6),), (Subject("salient", box, 0.4),), (Subject("cat", box, 0.5),), ()):
         scene = _scene(img, subjects)
         out = acting(_clean(img), scene, _script("joy"), _options())
         assert out.frames.shape[0] == 24 and out.frames.dtype == np.uint8
@@ -264,6 +264,11 @@ def test_drawn_faces_and_no_faces_fall_back_without_crashing(acting: Generate) -
     flat[:, :120] = 90
     out = acting(_clean(flat), _scene(flat), _script("neutral"), _options())
     assert "0 faces" in out.motion
+    # with no face rigged only a cat breathes; things and drawings would bend at their outlines
+    thing = (60, 40, 180, 140)
+    cat = acting(_clean(flat), _scene(flat, (Subject("cat", thing, 0.5),)), _script("neutral"), _options())
+    other = acting(_clean(flat), _scene(flat, (Subject("salient", thing, 0.5),)), _script("neutral"), _options())
+    assert "0 faces, body" in cat.motion and "body" not in other.motion, (cat.motion, other.motion)
 
 
 def test_several_faces_each_act(finder: FaceFinder, shared_memes: Path) -> None:

@@ -3,7 +3,7 @@
 Faces come from mediapipe's bundled face mesh (or, without it, from the scene stage's Haar boxes with a fitted
 template); each face is rigged (rig.py) and performs its emotion's act (acts.py) as a piecewise-affine warp of
 its mesh, with a painted mouth inside when the jaw drops. Bodies breathe and sway under the person mask
-(selfie segmentation) or, for cats and drawn subjects, under a soft ellipse of the subject's box. The
+(selfie segmentation) or, for a cat, under a soft ellipse of its box. The
 procedural animator then layers the script's camera move under the acting and renders the loop.
 """
 

@@ -45,7 +45,7 @@ def body_bases(mask: np.ndarray, curve_breathe: np.ndarray, curve_sway: np.ndarr
 
 
 def subject_mask(box: tuple[float, float, float, float], width: int, height: int) -> np.ndarray:
-    """A soft ellipse over a subject the models know only by its box (cats, drawn characters)."""
+    """A soft ellipse over a subject the models know only by its box (a cat)."""
     x0, y0, x1, y1 = box
     mask = np.zeros((height, width), np.float32)
     centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
@@ -65,7 +65,7 @@ def body_curves(emotion: str, t: np.ndarray, seconds: float, gain: float) -> tup
 def body_mask(
     person: np.ndarray | None, scene: SceneInfo, rigs: list[Rig], width: int, height: int, source_width: int
 ) -> np.ndarray | None:
-    """The moving body at the work size: the person mask when it holds a face, else the subject's soft ellipse.
+    """The moving body at the work size: the person mask when it holds a face, else a cat's soft ellipse.
 
     Without a face the person mask is not trusted: on cartoons and things it finds "people" that are not there,
     and a body breathing in the wrong place bends the picture around it.
@@ -79,7 +79,7 @@ def body_mask(
         if share >= MIN_BODY_SHARE and holds_face:
             return mask
     subject = scene.subject
-    if subject is None or rigs:
+    if subject is None or rigs or subject.kind != "cat":  # things and drawings do not breathe: they would bend
         return None
     k = width / source_width
     return subject_mask(tuple(v * k for v in subject.box), width, height)  # type: ignore[arg-type]
