@@ -301,17 +301,11 @@ def test_the_acting_backend_is_the_default_and_needs_no_model_files() -> None:
     assert "acting" in FILELESS_BACKENDS
 
 
-def test_haar_faces_the_mesh_does_not_confirm_are_not_faces(finder: FaceFinder) -> None:
-    """The Haar cascade fires on cartoons and texture; with mediapipe here, such a "face" acts as a plain subject."""
-    from engine.backends.acting.backend import _without_false_faces
-
+def test_haar_faces_the_mesh_does_not_confirm_are_not_rigged(finder: FaceFinder) -> None:
+    """The Haar cascade fires on cartoons and texture: a "face" the face mesh cannot find does not act."""
     flat = np.full((200, 200, 3), 140, np.uint8)
     scene = _scene(flat, (Subject("face", (50, 50, 120, 120), 0.7), Subject("cat", (10, 10, 40, 40), 0.5)))
-    cast = find_cast(finder, _clean(flat), scene)
-    assert cast.faces == []
-    kept = _without_false_faces(scene, cast)
-    assert [s.kind for s in kept.subjects] == ["salient", "cat"]
-    assert [s.box for s in kept.subjects] == [s.box for s in scene.subjects]
+    assert find_cast(finder, _clean(flat), scene).faces == []
 
 
 def test_the_person_mask_cuts_the_person_out_for_parallax(acting: Generate, shared_memes: Path) -> None:

@@ -9,7 +9,6 @@ procedural animator then layers the script's camera move under the acting and re
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -228,7 +227,6 @@ class Acting:
         started = time.perf_counter()
         cast = find_cast(self.finder, clean, scene)
         found_seconds = time.perf_counter() - started
-        scene = _without_false_faces(scene, cast) if self.finder.available else scene
         matte = None
         if cast.faces:
             names, share = [CAMERA_MOTIONS[script.camera]], CAMERA_UNDER_ACTING
@@ -265,17 +263,3 @@ def _parallax_matte(cast: Cast, scene: SceneInfo) -> np.ndarray | None:
     cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
     holds = person[min(person.shape[0] - 1, int(cy)), min(person.shape[1] - 1, int(cx))] > 0.5
     return person if holds and MATTE_SHARE[0] <= share <= MATTE_SHARE[1] else None
-
-
-def _without_false_faces(scene: SceneInfo, cast: Cast) -> SceneInfo:
-    """The scene with Haar "faces" the face mesh did not confirm (cartoons, texture) demoted to plain subjects."""
-
-    def confirmed(box: tuple[int, int, int, int]) -> bool:
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        return any(f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3] for f in cast.faces)
-
-    subjects = tuple(
-        dataclasses.replace(s, kind="salient") if s.kind == "face" and not confirmed(s.box) else s
-        for s in scene.subjects
-    )  # fmt: skip
-    return dataclasses.replace(scene, subjects=subjects) if subjects != scene.subjects else scene

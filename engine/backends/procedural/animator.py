@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 WORK_OVERSAMPLE = 1.25  # the source is resized once to this × the output so zooms stay sharp
 MASK_SIDE = 160  # px: the foreground cut-out and the hole filling run at this longer side
+MATTE_INSET = 0.35  # a segmentation matte's alpha below this is background carried along: dropped
 MAX_COVER_ZOOM = 1.6  # containment zooms at most this much to keep a move whole; past it moves are clamped
 EDGE = 0.01  # px kept between the sampled area and the picture's edge (interpolation safety)
 
@@ -268,7 +269,10 @@ def _cut_out(
     if matte is not None:
         soft = cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA)
         mask = (soft > 0.5).astype(np.uint8)
-        alpha = cv2.resize(cv2.GaussianBlur(soft, (0, 0), 0.7), (w, h), interpolation=cv2.INTER_LINEAR)
+        # the layer's edge sits a little inside the mask's: a segmentation edge carries some background,
+        # which would ride along with the subject as a halo (the hole below is filled past it anyway)
+        alpha = cv2.GaussianBlur(cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR), (0, 0), 1.0)
+        alpha = np.clip((alpha - MATTE_INSET) / (1.0 - MATTE_INSET), 0.0, 1.0)
     else:
         mask = _refine(small, _body_prior(sw, sh, small_box, kind), small_box)
         alpha = cv2.resize(
