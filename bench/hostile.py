@@ -26,31 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.figures import percentile  # noqa: E402
+from bench.service import CONFIG  # noqa: E402
 from tests.support import hostile  # noqa: E402
 from tests.support.hostile import Target  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 TOKEN, ADMIN = "bench-hostile-token", "bench-hostile-admin"
-CONFIG = """[engine]
-port = {port}
-[storage]
-url = "sqlite:///{tmp}/bench.db"
-[checkpoints]
-dir = "{tmp}/ckpt"
-[ocr]
-backend = "none"
-[generate]
-frames = 2
-[encode]
-size = 64
-[limits]
-queue_max = 100000
-[limits.user]
-jobs = 100000
-concurrent = 100000
-[limits.chat]
-jobs = 100000
-"""
 
 
 def status(pid: int, field: str) -> int:
@@ -145,7 +126,7 @@ def run(rate: float, seconds: float, attackers: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = Path(tmp) / "bench.toml"
-        config.write_text(CONFIG.format(port=port, tmp=tmp))
+        config.write_text(CONFIG.format(port=port, db=f"{tmp}/bench.db", tmp=tmp))
         env = {**os.environ, "ENGINE_TOKEN": TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN}
         with open(Path(tmp) / "serve.log", "wb") as log:
             server = subprocess.Popen([exe, "serve", "--config", str(config)], env=env, stdout=log, stderr=log)
