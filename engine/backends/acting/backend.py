@@ -23,7 +23,7 @@ from engine.backends.acting.faces import FaceFinder, FoundFace
 from engine.backends.acting.fields import FIELD_PIXELS, Basis, accumulate, backward_map
 from engine.backends.acting.paint import paint_lids, paint_mouth
 from engine.backends.acting.rig import MeshWarp, Rig, from_box, from_mesh
-from engine.backends.procedural.animator import _validate, animate
+from engine.backends.procedural.animator import animate, check_inputs
 from engine.backends.procedural.motions import CAMERA_MOTIONS, CAMERA_UNDER_ACTING
 from engine.config import GenerateSettings
 from engine.runtime.models import ModelPool
@@ -32,25 +32,21 @@ from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 log = logging.getLogger(__name__)
 
 
-class FaceRigs:
-    """The faces of one picture, rigged at the work size; the first is the one the caption is about."""
+MIN_RIG_EYES_PX = 3.0  # eyes closer than this (at the work size) are too small for a face to act
 
-    def __init__(self, found: list[FoundFace], scale: float) -> None:
-        self.rigs: list[Rig] = []
-        for face in found:
-            try:
-                rig = (
-                    from_mesh(face.points * scale)
-                    if face.points is not None
-                    else from_box(
-                        tuple(v * scale for v in face.box)  # type: ignore[arg-type]
-                    )
-                )
-            except ValueError as exc:  # a degenerate mesh (both eyes on one point): this face sits still
-                log.debug("face not rigged: %s", exc)
-                continue
-            if rig.scale >= 3.0:
-                self.rigs.append(rig)
+
+def rig_faces(found: list[FoundFace], scale: float) -> list[Rig]:
+    """The faces of one picture rigged at the work size (`scale` × the picture's), in the order found."""
+    rigs = []
+    for face in found:
+        try:
+            rig = from_mesh(face.points * scale) if face.points is not None else from_box(face.box, scale)
+        except ValueError as exc:  # a degenerate mesh (both eyes on one point): this face sits still
+            log.debug("face not rigged: %s", exc)
+            continue
+        if rig.scale >= MIN_RIG_EYES_PX:
+            rigs.append(rig)
+    return rigs
 
 
 @dataclass(eq=False)
@@ -157,7 +153,7 @@ class Performance:
         rng = np.random.default_rng(options.seed)
         gain = acts.HIGH_GAIN if options.motion == "high" else 1.0
         speech = acts.reads_as_speech(script.meme_text)
-        self.rigs = FaceRigs(cast.faces, ww / cast.width).rigs
+        self.rigs = rig_faces(cast.faces, ww / cast.width)
         # the first face is the biggest: the one the caption is about gets the main act
         self.faces = [
             _face_act(rig, acts.perform(script.emotion, t, seconds, rng, gain=gain, main=i == 0, speech=speech,
@@ -223,7 +219,7 @@ class Acting:
         progress: Callable[[float], None] | None = None,
     ) -> Frames:  # fmt: skip
         """The frames for the script, at the output size and the picture's aspect."""
-        _validate(clean, scene, script, options)
+        check_inputs(clean, scene, script, options)
         started = time.perf_counter()
         cast = find_cast(self.finder, clean, scene)
         found_seconds = time.perf_counter() - started

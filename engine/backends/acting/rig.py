@@ -85,9 +85,9 @@ def from_mesh(points: np.ndarray) -> Rig:
     return _framed(points.astype(np.float64), groups, landmarks=True)
 
 
-def from_box(box: tuple[float, float, float, float]) -> Rig:
-    """A template rig fitted to a face box (a cartoon or a face the mesh missed): the usual proportions."""
-    x0, y0, x1, y1 = box
+def from_box(box: tuple[float, float, float, float], scale: float = 1.0) -> Rig:
+    """A template rig fitted to a face box (× `scale`) the mesh missed, with a face's usual proportions."""
+    x0, y0, x1, y1 = (v * scale for v in box)
     w, h = x1 - x0, y1 - y0
     pts: list[tuple[float, float]] = []
     groups: dict[str, list[int]] = {}

@@ -41,7 +41,7 @@ def animate(
     """
     started = time.perf_counter()
     # 1. check the inputs before any work
-    _validate(clean, scene, script, options)
+    check_inputs(clean, scene, script, options)
     pixels = clean.pixels
     height, width = pixels.shape[:2]
     subject = scene.subject
@@ -115,7 +115,8 @@ def animate(
     return Frames(frames=frames, fps=float(options.fps), motion=motion)
 
 
-def _validate(clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions) -> None:
+def check_inputs(clean: CleanImage, scene: SceneInfo, script: Script, options: ResolvedOptions) -> None:
+    """A ValueError naming the argument when the picture or a box is not what every generator expects."""
     pixels = clean.pixels
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
