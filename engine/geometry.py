@@ -35,12 +35,16 @@ def scaled(box: Box, factor: float, width: int, height: int) -> Box:
     )  # fmt: skip
 
 
-def area(box: Box) -> int:
+# A box in sub-pixel coordinates (x0, y0, x1, y1); an integer Box is one too.
+FloatBox = tuple[float, float, float, float]
+
+
+def area(box: FloatBox) -> float:
     """The box's area in pixels."""
     return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
 
-def overlap(a: Box, b: Box) -> float:
+def overlap(a: FloatBox, b: FloatBox) -> float:
     """Intersection over the smaller box's area, 0..1."""
     inter = area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
     return inter / max(1, min(area(a), area(b)))

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engine.geometry import FloatBox, area, overlap
+
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in picture pixels
+Box = FloatBox  # x0, y0, x1, y1 in picture pixels
 
 DETECT_SIDE = 640  # px: detection runs on a copy of this longer side
 MESH_SIDE = 256  # px: each face is cropped and resized to this for the mesh
@@ -138,10 +140,10 @@ class FaceFinder:
                 if box is not None:
                     boxes.append((box, float(det.score[0]), True))
         for hint in hints:
-            if all(_iou(hint, box) < 0.3 for box, _, _ in boxes):
+            if all(overlap(hint, box) < 0.3 for box, _, _ in boxes):
                 boxes.append((hint, 0.5, False))
         result: list[FoundFace] = []
-        for box, score, trusted in sorted(boxes, key=lambda b: -_area(b[0]))[: MAX_FACES * 2]:
+        for box, score, trusted in sorted(boxes, key=lambda b: -area(b[0]))[: MAX_FACES * 2]:
             if max(box[2] - box[0], box[3] - box[1]) < MIN_FACE_PX:
                 continue
             points = self._mesh_in(rgb, box)
@@ -149,7 +151,7 @@ class FaceFinder:
                 box = _clip_box(_points_box(points), width, height) or box
             elif not trusted:
                 continue
-            if any(_iou(box, other.box) > 0.4 for other in result):
+            if any(overlap(box, other.box) > 0.4 for other in result):
                 continue
             result.append(FoundFace(box=box, score=score, points=points))
             if len(result) == MAX_FACES:
@@ -199,16 +201,6 @@ class FaceFinder:
         if mask is None:
             return None
         return np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
-
-
-def _area(box: Box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _iou(a: Box, b: Box) -> float:
-    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-    union = _area(a) + _area(b) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _points_box(points: np.ndarray) -> Box:
