@@ -215,6 +215,33 @@ class CheckpointSettings:
     dir: str
 
 
+TrainBase = Literal["t2v", "i2v"]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Datasets, LoRA training and one-shot tuning (`makeitmove dataset build`, `train`, `tune`, /remix)."""
+
+    work_dir: str  # caches (latents, text embeddings), resumable training states, tuned-GIF checkpoints
+    datasets_dir: str  # the API's and bots' trainings name a dataset folder under this, never a path
+    fps: Annotated[int, Range(*FPS)]  # clips are re-timed to this
+    frames: Annotated[int, Range(*FRAMES)]  # frames per training clip (rounded to the family's bucket)
+    side: Positive  # px: a training clip's longer side (rounded to the family's multiple)
+    trigger: str  # "" or a word put in front of every training caption
+    base: TrainBase
+    rank: Positive
+    alpha: Annotated[int, Range(0)]  # 0: alpha = rank
+    steps: Positive
+    lr: PositiveFloat
+    warmup: Annotated[int, Range(0)]
+    checkpoint_every: Positive  # steps between resumable training states
+    tune_steps: Positive
+    tune_rank: Positive
+    tune_frames: Annotated[int, Range(*FRAMES)]
+    noise_prior: Share  # /remix: how much of the source clip's inverted noise starts the sampling
+    max_clip_frames: Positive  # frames decoded from one clip at most (longer clips are refused)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the engine, one frozen object."""
@@ -233,6 +260,7 @@ class Settings:
     queue: QueueSettings
     limits: LimitsSettings
     checkpoints: CheckpointSettings
+    training: TrainingSettings
 
 
 def read_config(path: str | Path | None = None) -> dict[str, Any]:

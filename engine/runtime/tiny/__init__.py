@@ -39,6 +39,21 @@ dtype = "fp32"
 
 [checkpoints]
 dir = "{dir}/checkpoints"
+
+[training]
+work_dir = "{dir}/training"
+datasets_dir = "{dir}/datasets"
+fps = 8
+frames = 8
+side = 32
+rank = 4
+steps = 6
+lr = 1e-3
+warmup = 1
+checkpoint_every = 2
+tune_steps = 4
+tune_rank = 4
+tune_frames = 8
 """
 CONFIGS = {
     "tiny.toml": ("blip2", "t2v", "ltx"),
