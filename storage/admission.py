@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import limits as rules
 from storage.models import Job, Setting, job_record
-from storage.records import JobRecord, Limits, NewJob, Quota, Rejected, Submitted
+from storage.records import TRAINING_KINDS, JobRecord, Limits, NewJob, Quota, Rejected, Submitted
 from storage.session import Store
 from storage.statements import (
     ACTIVE,
@@ -29,11 +29,13 @@ from storage.statements import (
     idempotency_scope,
     job_columns,
     lock_key,
+    training_of,
     utc,
 )
 
 log = logging.getLogger(__name__)
 
+TRAINING_BUSY = "You already have a training job queued or running; wait for it to end or cancel it first."
 CONFLICT = "That Idempotency-Key was already used for a different request; use a new key."
 DIGEST_MAX = 64  # the request_digest column's width: a sha256 hex digest
 
@@ -133,6 +135,7 @@ class Admission(Store):
             started_at=None,
             finished_at=None,
             request_digest=new.request_digest,
+            kind=new.kind,
         )
         # Core inserts of statements built once, the values as parameters: cached compiles.
         conn.execute(INSERT_JOB, job_columns(record))
@@ -166,6 +169,8 @@ class Admission(Store):
             queued=row.queued,
         )
         rules.check(limits, usage, is_admin=new.is_admin, now=now)
+        if new.kind in TRAINING_KINDS and conn.execute(training_of(new.platform, new.user_id)).scalar_one():
+            raise Rejected("training_busy", TRAINING_BUSY)
         return None
 
     async def quota(self, platform: str, user_id: str, *, now: datetime | None = None) -> Quota:

@@ -99,13 +99,13 @@ class Jobs(Store):
         self,
         job_id: str,
         *,
-        data: bytes,
-        format: str,
+        data: bytes | None,
+        format: str | None,
         script: dict,
         timings: dict[str, float],
         attempt: int | None = None,
     ) -> JobRecord | None:
-        """running -> done with its result bytes; None if no longer running (e.g. cancelled).
+        """running -> done with its result bytes (None for a training job); None if no longer running (e.g. cancelled).
 
         Given the attempt a worker claimed, None too if another worker has claimed the job since.
         """

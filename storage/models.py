@@ -123,6 +123,8 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(128))
     # What the key was first used for; a repeat asking for something else is refused (NULL: unchecked).
     request_digest: Mapped[str | None] = mapped_column(String(64))
+    # What the job makes (records.JOB_KINDS): jobs made before 0004 are animations.
+    kind: Mapped[str] = mapped_column(String(16), default="animate", server_default="animate")
 
     def record(self) -> JobRecord:
         """The row as the frozen dataclass the repository hands out."""

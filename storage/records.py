@@ -8,6 +8,10 @@ from typing import Any
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"done", "failed", "cancelled"})
+# animate: a meme -> an animation; remix: a GIF's motion with a new subject -> an animation;
+# tune: one GIF -> a checkpoint; train: a dataset -> a checkpoint. The last two are admins' only.
+JOB_KINDS = ("animate", "remix", "tune", "train")
+TRAINING_KINDS = frozenset({"tune", "train"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,12 @@ class JobRecord:
     finished_at: datetime | None
     worker: str | None = None  # the `makeitmove worker` that claimed it last (None: the local queue)
     request_digest: str | None = None  # NewJob.request_digest as submitted (None: not given, or made before 0003)
+    kind: str = "animate"  # one of JOB_KINDS
+
+    @property
+    def training(self) -> bool:
+        """A training or tuning job: it makes a checkpoint, not an animation."""
+        return self.kind in TRAINING_KINDS
 
     @property
     def final(self) -> bool:
@@ -110,6 +120,7 @@ class NewJob:
     # a repeated key with a different digest is refused; None on either side matches anything.
     request_digest: str | None = None
     id: str = field(default="")  # empty: the repository makes one
+    kind: str = "animate"  # one of JOB_KINDS; a tune or train job is refused while the user has another
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import limits as rules
 from storage.models import RECORD_FIELDS, BanRow, Job, JobPayload, Setting, job_record
-from storage.records import JobRecord, Limits, NewJob
+from storage.records import TRAINING_KINDS, JobRecord, Limits, NewJob
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
@@ -143,8 +143,8 @@ def holding(job_id: str, attempt: int | None) -> tuple[Any, ...]:
 def finish_job(
     conn: Connection,
     job_id: str,
-    data: bytes,
-    format: str,
+    data: bytes | None,
+    format: str | None,
     script: dict,
     timings: dict[str, float],
     attempt: int | None = None,
@@ -154,14 +154,21 @@ def finish_job(
         .where(*holding(job_id, attempt))
         .values(
             status="done", fraction=1.0, script=script, timings=timings, result_format=format,
-            result_bytes=len(data), finished_at=utc(None),
+            result_bytes=None if data is None else len(data), finished_at=utc(None),
         )
         .returning(*JOBS.c)
     ).first()  # fmt: skip
     if row is None:
         return None
-    conn.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
+    if data is not None:  # a training job makes a checkpoint file, not bytes to keep
+        conn.execute(update(JobPayload).where(JobPayload.job_id == job_id).values(result=data))
     return job_record(row)
+
+
+def training_of(platform: str, user_id: str) -> Any:
+    """How many training or tuning jobs the user has queued or running (one at a time per admin)."""
+    mine = and_(Job.platform == platform, Job.user_id == user_id, Job.status.in_(ACTIVE))
+    return select(func.count()).select_from(Job).where(mine, Job.kind.in_(sorted(TRAINING_KINDS)))
 
 
 def counted(*where: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Migration 0003 on databases that hold jobs: every payload kept, keys moved to their per-user scope and back."""
+"""Migrations on databases that hold jobs: 0003 keeps every payload and moves keys to their per-user scope and
+back; 0004 makes every earlier job an animation and gives the column back on a downgrade."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from storage.statements import idempotency_scope
 from tests.storage.conftest import new_job, opened
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+HEAD = "0004"
 KEYED = 1037  # more than two of the migration's batches of 500, and a part of a third
 # The tables as revision 0002 left them, frozen here as the migrations freeze theirs.
 OLD_JOBS = sa.table(
@@ -88,7 +90,7 @@ async def test_0003_keeps_every_payload_and_scopes_each_key_to_its_user_both_way
 
     async with opened(blank_url) as repo:  # what an engine does on start: upgrade to the newest revision
         version, kept, keys, columns = await read(blank_url)
-        assert version == "0003" and "request_digest" in columns
+        assert version == HEAD and "request_digest" in columns
         assert kept == blobs, "every image and result survives the upgrade"
         asked = (new_job(r["user_id"], platform=r["platform"], idempotency_key=r["idempotency_key"]) for r in rows)
         scoped = {r["id"]: idempotency_scope(job) for r, job in zip(rows, asked)}
@@ -109,3 +111,24 @@ async def test_0003_keeps_every_payload_and_scopes_each_key_to_its_user_both_way
     async with opened(blank_url) as repo:  # and up again
         assert (await read(blank_url))[1] == kept
         assert (await repo.get(f"{0:032x}")).idempotency_key is None  # type: ignore[union-attr]
+
+
+async def test_0004_makes_every_earlier_job_an_animation_and_drops_the_kind_on_the_way_down(blank_url: str) -> None:
+    await migrate(blank_url, "0003")
+    engine = create_engine(blank_url)
+    try:
+        async with writer(engine).begin() as conn:
+            await conn.execute(sa.insert(OLD_JOBS), [old_job(n, None) for n in range(3)])
+            await conn.execute(sa.insert(PAYLOADS), [payload(n) for n in range(3)])
+    finally:
+        await engine.dispose()
+
+    async with opened(blank_url) as repo:
+        assert {(await repo.get(f"{n:032x}")).kind for n in range(3)} == {"animate"}  # type: ignore[union-attr]
+        tuned = await repo.submit(new_job("admin", platform="telegram", kind="tune"))
+        assert (await repo.get(tuned.job.id)).kind == "tune"  # type: ignore[union-attr]
+
+    await migrate(blank_url, "0003", down=True)
+    version, kept, _keys, columns = await read(blank_url)
+    assert version == "0003" and "kind" not in columns
+    assert set(kept) == {f"{n:032x}" for n in range(3)} | {tuned.job.id}, "every job's payload survives"

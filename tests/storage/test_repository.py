@@ -72,6 +72,24 @@ async def test_cancel_and_fail_end_active_jobs_only(url: str) -> None:
         assert await repo.queued_ids() == []
 
 
+async def test_an_admin_has_one_training_job_at_a_time_and_a_training_job_keeps_no_result(url: str) -> None:
+    async with opened(url) as repo:
+        admin = {"is_admin": True, "options": {"name": "wiggle", "prompt": "a cat waves"}}
+        tune = (await repo.submit(new_job("boss", kind="tune", **admin))).job
+        assert tune.kind == "tune" and tune.training
+        with pytest.raises(Rejected) as refused:
+            await repo.submit(new_job("boss", kind="train", **admin))
+        assert refused.value.code == "training_busy" and "already have a training job" in refused.value.message
+        assert (await repo.submit(new_job("boss", **admin))).created, "animations are not held back"
+        assert (await repo.submit(new_job("other", kind="train", **admin))).created, "another admin's is not"
+
+        await repo.start(tune.id, checkpoint=None)
+        done = await repo.finish(tune.id, data=None, format=None, script={"checkpoint_made": "wiggle"}, timings={})
+        assert done is not None and (done.result_format, done.result_bytes) == (None, None)
+        assert await repo.result(tune.id) is None, "a checkpoint is not served as a result"
+        assert (await repo.submit(new_job("boss", kind="train", **admin))).created, "free again once it ended"
+
+
 async def test_positions_follow_submission_order_even_within_one_instant(url: str) -> None:
     async with opened(url) as repo:
         ids = [(await repo.submit(new_job(f"u{i}"), now=T0)).job.id for i in range(3)]
@@ -218,7 +236,7 @@ def test_sqlite_file_is_created_in_wal_mode_at_head(sqlite_url: str) -> None:
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
 
 
 def test_urls_get_an_async_driver_unless_they_name_one() -> None:
