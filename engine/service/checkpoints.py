@@ -14,7 +14,7 @@ import re
 import stat
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -52,6 +52,9 @@ class Checkpoint:
     modified: datetime  # timezone-aware UTC
     tensors: int  # how many tensors the header describes (0 when invalid)
     problem: str | None  # why the file can't be used, or None when it is a sound safetensors file
+    # The header's __metadata__ (strings; empty when invalid): a checkpoint made here names its family,
+    # base model, rank, steps, dataset and training captions (engine/training/output.py writes them).
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def valid(self) -> bool:
@@ -64,15 +67,17 @@ class CheckpointRegistry:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        # Headers are parsed once per file version: path -> ((dev, inode, size, mtime, ctime), tensors, problem).
+        # Headers are parsed once per file version:
+        # path -> ((dev, inode, size, mtime, ctime), tensors, metadata, problem).
         # The ctime makes a chmod or a rename over the file a new version too.
-        self._parsed: dict[Path, tuple[tuple[int, ...], int, str | None]] = {}
+        self._parsed: dict[Path, tuple[tuple[int, ...], int, dict[str, str], str | None]] = {}
         self._lock = threading.Lock()  # the listing (an API thread) and job starts (the worker) share the cache
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every checkpoint file, sorted by name; invalid ones are included with their problem; never raises."""
         try:
-            paths = sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX) and p.name != SUFFIX)
+            # A dot-file is one being written (a trainer's partial file, renamed into place when whole).
+            paths = sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX) and p.name[0] != ".")
         except OSError as exc:  # missing, not a directory, unreadable: an empty registry (logged unless missing)
             if self.directory.exists():
                 log.warning("checkpoint folder %s can't be listed: %s", self.directory, exc)
@@ -120,7 +125,7 @@ class CheckpointRegistry:
     def _describe(self, path: Path) -> Checkpoint:
         """One directory entry as a Checkpoint: whatever is wrong with it becomes its problem."""
         name = _shown(path.name[: -len(SUFFIX)])
-        size, modified, tensors, version = 0, EPOCH, 0, None
+        size, modified, tensors, metadata, version = 0, EPOCH, 0, {}, None
         try:
             target = _inside(path, self.directory)
             info = target.stat()
@@ -130,18 +135,20 @@ class CheckpointRegistry:
             with self._lock:
                 cached = self._parsed.get(path)
             if cached is not None and cached[0] == version:
-                tensors, problem = cached[1], cached[2]
+                tensors, metadata, problem = cached[1], cached[2], cached[3]
             else:
-                tensors, problem = _parse(target), None
+                (tensors, metadata), problem = _parse(target), None
         except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop, on Python < 3.13
             problem = _reason(exc, path)
             log.warning("checkpoint %s is not usable: %s", name, problem)
         if version is not None:
             with self._lock:
-                self._parsed[path] = (version, tensors, problem)
+                self._parsed[path] = (version, tensors, metadata, problem)
         if problem is None and not _is_good_name(path.name[: -len(SUFFIX)]):
             problem = "its file name isn't a usable checkpoint name (letters, digits, '.', '_' and '-' only)"
-        return Checkpoint(name, path, size, modified, tensors if problem is None else 0, problem)
+        if problem is not None:
+            tensors, metadata = 0, {}
+        return Checkpoint(name, path, size, modified, tensors, problem, dict(metadata))
 
 
 def check_name(name: str) -> None:
@@ -207,7 +214,7 @@ def _reason(exc: BaseException, path: Path) -> str:
     return f"it can't be read ({getattr(exc, 'strerror', None) or type(exc).__name__})"
 
 
-def _parse(target: Path) -> int:
+def _parse(target: Path) -> tuple[int, dict[str, str]]:
     """Open `target` as a regular file, without ever blocking, and check its header."""
     # O_NONBLOCK: had the file become a FIFO since it was checked, opening it would wait for a writer forever.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -218,8 +225,8 @@ def _parse(target: Path) -> int:
         return _read_header(file, info.st_size)
 
 
-def read_header(path: Path) -> int:
-    """Check that `path` is a sound safetensors file from its header alone; return its tensor count.
+def read_header(path: Path) -> tuple[int, dict[str, str]]:
+    """Check that `path` is a sound safetensors file from its header alone; return its tensor count and metadata.
 
     Raises ValueError with a short reason for a file that isn't one, OSError for one that can't be read.
     """
@@ -227,7 +234,7 @@ def read_header(path: Path) -> int:
     return _parse(path)
 
 
-def _read_header(file: BinaryIO, size: int) -> int:
+def _read_header(file: BinaryIO, size: int) -> tuple[int, dict[str, str]]:
     prefix = file.read(8)
     if len(prefix) < 8:
         raise ValueError("the file is too short to be a safetensors file")
@@ -250,16 +257,18 @@ def _read_header(file: BinaryIO, size: int) -> int:
         raise ValueError(exc.message[:1].lower() + exc.message[1:].rstrip(".")) from None
     data_bytes = size - 8 - length
     tensors = 0
+    metadata: dict[str, str] = {}
     for key, entry in header.items():
         if key == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 raise ValueError("its metadata isn't a table of strings")
+            metadata = entry
             continue
         _check_tensor(_label(key), entry, data_bytes)
         tensors += 1
     if tensors == 0:
         raise ValueError("it holds no tensors")
-    return tensors
+    return tensors, metadata
 
 
 def _label(key: str) -> str:
