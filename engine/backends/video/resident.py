@@ -9,6 +9,8 @@ torch and diffusers are imported by the functions that need them: the CPU instal
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -27,6 +29,8 @@ from engine.runtime.gpu import free_memory, torch_device, torch_dtype
 log = logging.getLogger(__name__)
 
 ADAPTER = "checkpoint"  # the one adapter name: at most one LoRA is loaded at a time
+DENOISER = {"t2v": "unet", "ltx": "transformer", "wan": "transformer"}  # the part a LoRA adapts, per family
+FAMILY_NAMES = {"t2v": "ModelScope text-to-video", "ltx": "LTX-Video", "wan": "Wan"}
 StepProgress = Callable[[float], None]
 """Called with the fraction of the generate stage done, 0..1; may raise to stop the job."""
 
@@ -70,9 +74,14 @@ class Resident:
         free_memory()
 
     def use_checkpoint(self, checkpoint: str | None, weight: float) -> None:
-        """Make the job's LoRA file (or none) the active adapter at `weight`, without reloading the base model."""
+        """Make the job's LoRA file (or none) the active adapter at `weight`, without reloading the base model.
+
+        A file made for another base model (its metadata says so) is refused with a sentence before loading.
+        """
         pipe = self.pipe
         wanted = _identity(checkpoint) if checkpoint is not None else None
+        if wanted is not None and self.key is not None:
+            check_base(Path(wanted[0]), self.key.kind, self.key.path)
         if wanted != self._lora:
             if self._lora is not None:
                 pipe.unload_lora_weights()
@@ -84,6 +93,48 @@ class Resident:
                 log.info("loaded LoRA %s", Path(wanted[0]).stem)
         if wanted is not None:
             pipe.set_adapters([ADAPTER], adapter_weights=[weight])
+
+
+def model_fingerprint(path: str | Path, family: str) -> str:
+    """A short digest of the denoiser's architecture (its config.json, less diffusers' own "_" keys).
+
+    A LoRA trained on one base model records it; a job on a model with another fingerprint refuses the
+    file, since its adapter shapes or meaning would not match.
+    """
+    config = Path(path) / DENOISER[family] / "config.json"
+    try:
+        values = json.loads(config.read_text("utf-8"))
+    except (OSError, ValueError):
+        return ""
+    kept = {k: v for k, v in values.items() if not k.startswith("_")} if isinstance(values, dict) else values
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def check_base(checkpoint: Path, family: str, model: str) -> None:
+    """Refuse a checkpoint whose metadata names another model family or base model than the loaded one."""
+    from safetensors import safe_open
+
+    try:  # the registry checked the file's header before the job started
+        with safe_open(str(checkpoint), framework="np") as opened:
+            metadata = opened.metadata() or {}
+    except Exception:  # noqa: BLE001 - a file that changed since: loading it says what is wrong
+        return
+    name = checkpoint.stem
+    trained_for = metadata.get("family")
+    if trained_for is not None and trained_for != family:
+        raise UserError(
+            f"The checkpoint {name} was made for {FAMILY_NAMES.get(trained_for, 'another')} models, and the engine "
+            f"runs a {FAMILY_NAMES[family]} model; ask an admin to choose another.",
+            code="wrong_base_model",
+        )
+    fingerprint = metadata.get("base_fingerprint")
+    if fingerprint and fingerprint != model_fingerprint(model, family):
+        base = metadata.get("base_model", "another model")
+        raise UserError(
+            f"The checkpoint {name} was trained on {base[:80]}, not on the engine's video model; "
+            "ask an admin to choose another.",
+            code="wrong_base_model",
+        )
 
 
 def _identity(checkpoint: str) -> tuple[str, int, int]:
