@@ -23,7 +23,6 @@ from engine.service.queue.runner import (
     Cancelled,
     Runner,
     run_job,
-    script_of,
 )
 from engine.service.queue.watchers import Notifier, QueueOrder
 from storage.records import JobRecord, NewJob, Submitted
@@ -248,22 +247,21 @@ class LocalJobQueue:
             if isinstance(exc, Abandoned):
                 raise
             return runner
-        result = outcome.result
-        if result is None:
+        finished = outcome.finished
+        if finished is None:
             self._fail(job_id, outcome.code, outcome.message, started)
             return runner
         if self._stopping.is_set():
             raise Abandoned("the queue stopped as the job ended")
         done = self._call(
             lambda: self.repository.finish(
-                job_id, data=result.encoded.data, format=result.encoded.format,
-                script=script_of(result), timings=dict(result.timings),
+                job_id, data=finished.data, format=finished.format, script=finished.script,
+                timings=dict(finished.timings),
             ),
             changes=job_id,
         )  # fmt: skip
         how = "done" if done is not None else "done but no longer running (cancelled)"
-        log.info("job %s %s: %d bytes of %s in %.2f s", job_id, how, len(result.encoded.data),
-                 result.encoded.format, time.perf_counter() - started)  # fmt: skip
+        log.info("job %s %s: %s in %.2f s", job_id, how, finished.summary, time.perf_counter() - started)
         return runner
 
     def _progress_callback(self, job_id: str) -> ProgressCallback:

@@ -21,6 +21,10 @@ from storage.records import JobRecord
 log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = "The engine ran out of memory making this animation; try a smaller size or fewer frames."
+TRAINING_OUT_OF_MEMORY = (
+    "The engine ran out of memory training; ask for a lower rank, or set fewer [training] frames or a smaller "
+    "[training] side."
+)
 # A running job's progress row is written at most this often (a write per step cost more than a quick job).
 PROGRESS_INTERVAL_S = 0.5
 # How long the pipeline thread waits for one repository call on the queue's event loop.
@@ -29,7 +33,10 @@ IMAGE_EXPIRED = "The picture for this job is no longer kept; send it again."
 
 
 class Runner(Protocol):
-    """What a queue needs of a pipeline: engine.pipeline.Pipeline satisfies it."""
+    """What a queue needs of a pipeline: engine.pipeline.Pipeline satisfies it.
+
+    Remix and training jobs also read its `settings` and `models` (the ModelPool holding the one video model).
+    """
 
     def run(self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None) -> PipelineResult:
         """Animate one meme."""
@@ -45,10 +52,27 @@ class Abandoned(Exception):
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How one run ended: a result, or a failure's code and the sentence the user sees."""
+class Finished:
+    """What a done job stores: its bytes (None for a job that made a checkpoint), script and timings."""
 
-    result: PipelineResult | None = None
+    data: bytes | None
+    format: str | None
+    script: dict[str, Any]
+    timings: dict[str, float]
+
+    @property
+    def summary(self) -> str:
+        """For the log line."""
+        if self.data is not None:
+            return f"{len(self.data)} bytes of {self.format}"
+        return f"checkpoint {self.script.get('checkpoint_made')}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run ended: what it made, or a failure's code and the sentence the user sees."""
+
+    finished: Finished | None = None
     code: str = ""
     message: str = ""
 
@@ -64,10 +88,18 @@ def run_job(
 ) -> Outcome:  # fmt: skip
     """Run one claimed job; Cancelled and Abandoned (raised by `progress`) pass through to the queue."""
     try:
+        if record.kind != "animate":
+            # Remixes and trainings: imported here, so an engine that never runs one never loads torch for it.
+            from engine.training.jobs import run_training_job
+
+            if data is None and record.kind != "train":
+                raise UserError(IMAGE_EXPIRED, code="image_expired")
+            return Outcome(finished=run_training_job(record, data, registry, runner, progress))
         checkpoint_file = str(registry.resolve(checkpoint)) if checkpoint is not None else None
         if data is None:
             raise UserError(IMAGE_EXPIRED, code="image_expired")
-        return Outcome(result=runner.run(data, job_options(record, checkpoint_file), progress=progress))
+        result = runner.run(data, job_options(record, checkpoint_file), progress=progress)
+        return Outcome(finished=Finished(result.encoded.data, result.encoded.format, script_of(result), result.timings))
     except (Cancelled, Abandoned):
         raise
     except UserError as exc:
@@ -75,10 +107,13 @@ def run_job(
     except Exception as exc:
         if not out_of_memory(exc):
             log.exception("job %s failed with an internal error", record.id)
-            message = f"Something went wrong on our side making this animation (job {record.id}); please try again."
+            what = "making this animation" if record.kind in ("animate", "remix") else "making this checkpoint"
+            message = f"Something went wrong on our side {what} (job {record.id}); please try again."
             return Outcome(code="internal_error", message=message)
         log.warning("job %s ran out of memory: %s", record.id, exc)
     free_memory()  # out here, once the exception and the frames it holds are gone
+    if record.training:
+        return Outcome(code="out_of_memory", message=TRAINING_OUT_OF_MEMORY)
     return Outcome(code="out_of_memory", message=OUT_OF_MEMORY)
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GPU_QUEUE = "gpu"  # one job at a time per worker: each worker owns one GPU
+TRAINING_LOCK = "makeitmove-training"  # every training job holds it while it runs
 MAINTENANCE_QUEUE = "maintenance"  # stalled-job recovery, run by every worker beside its GPU job
 ANIMATE = "makeitmove.animate"
 RECOVER = "makeitmove.recover"
@@ -63,12 +64,18 @@ def create_procrastinate_app(settings: Settings) -> procrastinate.App:
     return procrastinate.App(connector=connector)
 
 
-async def defer(app: procrastinate.App, job_id: str) -> bool:
-    """Queue job_id for a worker; False if it already waits in the queue (the queueing lock)."""
+
+async def defer(app: procrastinate.App, job_id: str, *, training: bool = False) -> bool:
+    """Queue job_id for a worker; False if it already waits in the queue (the queueing lock).
+
+    Training and tuning jobs share one lock, so however many workers there are, one trains at a time
+    (two deliveries of one job can't run at once either, as with the per-job lock of the others).
+    """
     from procrastinate.exceptions import AlreadyEnqueued
 
+    lock = TRAINING_LOCK if training else job_id
     try:
-        await app.configure_task(ANIMATE, queue=GPU_QUEUE, lock=job_id, queueing_lock=job_id).defer_async(job_id=job_id)
+        await app.configure_task(ANIMATE, queue=GPU_QUEUE, lock=lock, queueing_lock=job_id).defer_async(job_id=job_id)
     except AlreadyEnqueued:
         return False
     return True

@@ -107,7 +107,7 @@ class ProcrastinateJobQueue:
         if submitted.created:
             job_id = submitted.job.id
             try:
-                await defer(self._app, job_id)
+                await defer(self._app, job_id, training=submitted.job.training)
             except Exception:
                 # Stored but not queued: a worker's recovery queues it within a heartbeat or two.
                 log.exception("job %s stored but not handed to the workers yet; recovery will", job_id)

@@ -48,7 +48,6 @@ from engine.service.queue.runner import (
     Outcome,
     Runner,
     run_job,
-    script_of,
 )
 from engine.service.repository import open_repository
 from storage.records import JobRecord
@@ -165,17 +164,16 @@ class JobWorker:
         except Abandoned:
             log.info("job %s abandoned: the worker is stopping; it goes back to the queue", job_id)
             raise
-        result = outcome.result
-        if result is None:
+        finished = outcome.finished
+        if finished is None:
             await self._fail(record, outcome.code, outcome.message, started)
             return
         done = await self.repository.finish(
-            job_id, data=result.encoded.data, format=result.encoded.format, script=script_of(result),
-            timings=dict(result.timings), attempt=record.attempts,
+            job_id, data=finished.data, format=finished.format, script=finished.script,
+            timings=dict(finished.timings), attempt=record.attempts,
         )  # fmt: skip
         how = "done" if done is not None else "done, but no longer ours (cancelled or taken over): result dropped"
-        log.info("job %s %s: %d bytes of %s in %.2f s", job_id, how, len(result.encoded.data),
-                 result.encoded.format, time.perf_counter() - started)  # fmt: skip
+        log.info("job %s %s: %s in %.2f s", job_id, how, finished.summary, time.perf_counter() - started)
 
     def _run(self, record: JobRecord, checkpoint: str | None, data: bytes | None) -> Outcome:
         """On the pipeline thread: the job's pipeline run."""
@@ -238,7 +236,8 @@ class JobWorker:
         for status in ("todo", "doing"):
             queued |= {job.queueing_lock for job in await manager.list_jobs_async(queue=GPU_QUEUE, status=status)}
         for job_id in active:
-            if job_id not in queued and await defer(app, job_id):
+            record = await self.repository.get(job_id) if job_id not in queued else None
+            if record is not None and await defer(app, job_id, training=record.training):
                 log.warning("job %s queued again: it was active with nothing in the queue to run it", job_id)
 
 
