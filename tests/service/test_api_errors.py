@@ -107,7 +107,7 @@ def test_internal_errors_are_one_calm_line(
     async def bug(request: Any) -> Any:  # a handler that hits a bug, to see what a 500 looks like
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(handlers_jobs, "_read_form", bug)
+    monkeypatch.setattr(handlers_jobs, "read_form", bug)
 
     async def scenario(client: TestClient) -> None:
         status, body, _ = await submit(client)
@@ -126,7 +126,7 @@ def test_a_connection_error_of_ours_is_a_500_not_the_clients_fault(
     async def database_gone(request: Any) -> Any:  # e.g. PostgreSQL refusing connections while the client waits
         raise ConnectionRefusedError("database at 127.0.0.1:5432 refused")
 
-    monkeypatch.setattr(handlers_jobs, "_read_form", database_gone)
+    monkeypatch.setattr(handlers_jobs, "read_form", database_gone)
 
     async def scenario(client: TestClient) -> None:
         status, body, _ = await submit(client)

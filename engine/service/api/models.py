@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,10 +12,12 @@ from engine.vocabulary import FPS, FRAMES, MAX_PROMPT_CHARS, SEED, SIZE, Camera,
 from storage.records import Ban, JobRecord, Limits, Quota, Stats
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
+Kind = Literal["animate", "remix", "tune", "train"]
 
 # Names bots send for platforms and people; bounded so they fit an index and a log line.
 NAME = r"^[A-Za-z0-9_.:@-]{1,64}$"
-MAX_LIMIT = 10**9  # limit numbers above this are a typo, not a policy
+MAX_LIMIT = 10**9
+MAX_TRAINING_STEPS = 100_000  # limit numbers above this are a typo, not a policy
 
 
 class Strict(BaseModel):
@@ -101,12 +104,14 @@ class JobView(BaseModel):
     """A job as bots see it."""
 
     id: str
+    kind: Kind = Field(description="what the job makes: an animation, a remix, or a checkpoint (tune, train)")
     status: Status
     position: int | None
     progress: Progress
     error: ErrorBody | None
     script: dict[str, Any] | None
     checkpoint: str | None
+    made: str | None = Field(description="the checkpoint a done tune or train job wrote to the registry")
     seed: int
     timings: dict[str, float] | None
     created_at: datetime
@@ -119,7 +124,9 @@ class JobView(BaseModel):
         # Stage writes are coalesced while a job runs, so a finished job's row may still name an earlier stage.
         stage = "done" if job.status == "done" else job.stage
         return cls(
-            id=job.id, status=job.status, position=position if job.status == "queued" else None,  # type: ignore[arg-type]
+            id=job.id, kind=job.kind, status=job.status,  # type: ignore[arg-type]
+            position=position if job.status == "queued" else None,
+            made=made if isinstance(made := (job.script or {}).get("checkpoint_made"), str) else None,
             progress=Progress(stage=stage, fraction=min(1.0, max(0.0, job.fraction))), error=error,
             script=job.script, checkpoint=job.checkpoint, seed=job.seed, timings=job.timings,
             created_at=job.created_at, finished_at=job.finished_at,
@@ -148,6 +155,48 @@ class QuotaView(BaseModel):
         return cls(**vars(quota))
 
 
+class Training(BaseModel):
+    """How a checkpoint was made, from its file's metadata (checkpoints made elsewhere may say nothing)."""
+
+    kind: Literal["train", "tune"] | None = Field(description="trained on a dataset, or tuned on one GIF")
+    family: str | None = Field(description="t2v (ModelScope), ltx or wan")
+    base_model: str | None
+    rank: int | None
+    alpha: int | None
+    steps: int | None
+    dataset_sha256: str | None
+    trigger: str | None
+    examples: list[str] = Field(description="training captions, a few")
+
+    @classmethod
+    def of(cls, metadata: dict[str, str]) -> Training | None:
+        """Read from untrusted strings: numbers only when they are numbers, text cut short."""
+        if not any(key in metadata for key in ("family", "base_model", "rank", "steps")):
+            return None
+
+        def text(key: str, limit: int = 200) -> str | None:
+            value = metadata.get(key)
+            return value[:limit] if value else None
+
+        def number(key: str) -> int | None:
+            value = metadata.get(key, "")
+            return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
+
+        examples: list[str] = []
+        try:
+            listed = json.loads(metadata.get("examples", "[]")[:4096])
+        except ValueError:
+            listed = []
+        if isinstance(listed, list):
+            examples = [e[:200] for e in listed[:3] if isinstance(e, str)]
+        kind = metadata.get("kind")
+        return cls(
+            kind=kind if kind in ("train", "tune") else None, family=text("family", 16),  # type: ignore[arg-type]
+            base_model=text("base_model"), rank=number("rank"), alpha=number("alpha"), steps=number("steps"),
+            dataset_sha256=text("dataset_sha256", 64), trigger=text("trigger", 64), examples=examples,
+        )  # fmt: skip
+
+
 class CheckpointInfo(BaseModel):
     """One LoRA checkpoint in the registry."""
 
@@ -158,6 +207,7 @@ class CheckpointInfo(BaseModel):
     valid: bool
     problem: str | None = Field(description="why the file can't be used")
     active: bool
+    training: Training | None = Field(default=None, description="how it was made, when its file says")
 
 
 class CheckpointList(BaseModel):
@@ -246,3 +296,44 @@ class Health(BaseModel):
     status: Literal["ok"]
     pipeline_loaded: bool
     queue_depth: int
+
+
+CHECKPOINT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # the registry's names (engine/service/checkpoints.py)
+
+
+class RemixOptions(Strict):
+    """POST /v1/remixes: the GIF's motion with a new subject."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="the new subject and scene")
+    format: Format | None = None
+    max_bytes: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the result's byte budget")
+    fallback_format: Format | None = None
+    seed: int | None = Field(default=None, ge=SEED[0], le=SEED[1])
+    size: int | None = Field(default=None, ge=SIZE[0], le=SIZE[1], description="the longer side, px")
+
+
+class TuneOptions(Strict):
+    """POST /v1/admin/tunes: a checkpoint tuned on one GIF."""
+
+    name: str = Field(pattern=CHECKPOINT_NAME, description="the checkpoint's name in the registry")
+    prompt: str | None = Field(
+        default=None,
+        max_length=MAX_PROMPT_CHARS,
+        description="what happens in the GIF; the engine writes one if absent",
+    )
+    steps: int | None = Field(default=None, ge=1, le=MAX_TRAINING_STEPS)
+
+
+class TrainingRequest(Strict):
+    """POST /v1/admin/trainings: a checkpoint trained on a dataset folder under [training] datasets_dir."""
+
+    dataset: str = Field(pattern=CHECKPOINT_NAME, description="a folder name under [training] datasets_dir")
+    name: str = Field(pattern=CHECKPOINT_NAME, description="the checkpoint's name in the registry")
+    base: Literal["t2v", "i2v"] | None = None
+    rank: int | None = Field(default=None, ge=1, le=256)
+    steps: int | None = Field(default=None, ge=1, le=MAX_TRAINING_STEPS)
+    lr: float | None = Field(default=None, gt=0, le=1)
+    resume: bool = Field(default=False, description="continue the last training of this name")
+    platform: str = Field(pattern=NAME)
+    user_id: str = Field(pattern=NAME)
+    chat_id: str = Field(default="admin", pattern=NAME)

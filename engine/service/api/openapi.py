@@ -7,10 +7,17 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from engine.service.api.models import ErrorBody, JobOptions, JobSubmission
+from engine.service.api.models import ErrorBody, JobOptions, JobSubmission, RemixOptions, TuneOptions
 from engine.service.api.routes import Route
 
 REF = "#/components/schemas/{model}"
+# The multipart routes: the options part's schema, and what the image part may be.
+OPTIONS = {"/v1/jobs": "JobOptions", "/v1/remixes": "RemixOptions", "/v1/admin/tunes": "TuneOptions"}
+CLIPS = "image/gif, video/mp4, video/webm, image/webp, image/png"
+MEDIA = {
+    "/v1/jobs": "image/png, image/jpeg, image/webp, image/gif, image/bmp", "/v1/remixes": CLIPS,
+    "/v1/admin/tunes": CLIPS,
+}  # fmt: skip
 SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "public": [],
     "bot": [{"botToken": []}, {"adminToken": []}],
@@ -49,7 +56,9 @@ def build_spec(routes: tuple[Route, ...], *, version: str) -> dict[str, Any]:
 
 
 def _models(routes: tuple[Route, ...]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
-    found: list[tuple[type[BaseModel], JsonSchemaMode]] = [(JobOptions, "validation")]
+    found: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (JobOptions, "validation"), (RemixOptions, "validation"), (TuneOptions, "validation"),
+    ]  # fmt: skip
     for route in routes:
         if isinstance(route.body, type):
             found.append((route.body, "validation"))
@@ -87,7 +96,7 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
             "content": {
                 "multipart/form-data": {
                     "schema": _ref(refs, JobSubmission, "validation"),
-                    "encoding": {"image": {"contentType": "image/png, image/jpeg, image/webp, image/gif, image/bmp"}},
+                    "encoding": {"image": {"contentType": MEDIA[route.path]}},
                 }
             },
         }
@@ -96,7 +105,8 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
              "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"},
              "description": "a repeat with the same key returns the same job"},
         ]  # fmt: skip
-        operation["description"] += " The options part is a JSON object: see the JobOptions schema."
+        options = OPTIONS[route.path]
+        operation["description"] += f" The options part is a JSON object: see the {options} schema."
     elif isinstance(route.body, type):
         required = route.method != "DELETE"
         operation["requestBody"] = {

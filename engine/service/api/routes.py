@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel
 
-from engine.service.api.handlers import admin, jobs, ops
+from engine.service.api.handlers import admin, jobs, making, ops
 from engine.service.api.handlers import events as sse
 from engine.service.api.models import (
     ActiveCheckpoint,
@@ -26,6 +26,7 @@ from engine.service.api.models import (
     RateLimited,
     Requester,
     StatsView,
+    TrainingRequest,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -159,6 +160,70 @@ ROUTES: tuple[Route, ...] = (
         params=USER,
         tag="users",
         responses={200: ("What the user has left.", QuotaView), BAD[0]: BAD[1]},
+    ),  # fmt: skip
+    Route(
+        "POST",
+        "/v1/remixes",
+        making.submit_remix,
+        "bot",
+        body="multipart",
+        tag="making",
+        responses={
+            200: ("The same Idempotency-Key was used before: that job.", JobAccepted),
+            202: ("Queued: the GIF's motion with the prompt's subject; follow it like any job.", JobAccepted),
+            400: ("The form, its options or the clip are not valid.", ErrorBody),
+            403: ("The user is banned.", ErrorBody),
+            409: (
+                "No GPU video backend on this engine (the message says how to set one up), or the "
+                "Idempotency-Key was used before by this user for a different request.",
+                ErrorBody,
+            ),
+            413: ("The upload is too large.", ErrorBody),
+            415: ("Not multipart/form-data, or not a GIF or video the engine reads.", ErrorBody),
+            429: ("Rate limited; Retry-After says when to try again.", RateLimited),
+            503: ("The queue is full; Retry-After says when to retry.", ErrorBody),
+        },
+    ),  # fmt: skip
+    Route(
+        "POST",
+        "/v1/admin/tunes",
+        making.submit_tune,
+        "admin",
+        body="multipart",
+        tag="making",
+        responses={
+            200: ("The same Idempotency-Key was used before: that job.", JobAccepted),
+            202: ("Queued: a checkpoint tuned on the GIF; JobView.made names it once done.", JobAccepted),
+            400: ("The form, its options or the clip are not valid.", ErrorBody),
+            409: (
+                "This admin already has a training job queued or running, the engine has no GPU video backend "
+                "(the message says how to set one up), or the key was reused.",
+                ErrorBody,
+            ),
+            413: ("The upload is too large.", ErrorBody),
+            415: ("Not multipart/form-data, or not a GIF or video the engine reads.", ErrorBody),
+            503: ("The queue is full; Retry-After says when to retry.", ErrorBody),
+        },
+    ),  # fmt: skip
+    Route(
+        "POST",
+        "/v1/admin/trainings",
+        making.submit_training,
+        "admin",
+        body=TrainingRequest,
+        tag="making",
+        responses={
+            200: ("The same Idempotency-Key was used before: that job.", JobAccepted),
+            202: ("Queued: a checkpoint trained on the dataset; JobView.made names it once done.", JobAccepted),
+            BAD[0]: ("The request is not valid, or there is no such dataset.", ErrorBody),
+            409: (
+                "This admin already has a training job queued or running, the engine has no GPU video backend "
+                "(the message says how to set one up), or the key was reused.",
+                ErrorBody,
+            ),
+            NOT_JSON[0]: NOT_JSON[1],
+            503: ("The queue is full; Retry-After says when to retry.", ErrorBody),
+        },
     ),  # fmt: skip
     Route(
         "GET",

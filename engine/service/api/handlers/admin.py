@@ -22,6 +22,7 @@ from engine.service.api.models import (
     CheckpointList,
     LimitsBody,
     StatsView,
+    Training,
 )
 from engine.service.keys import CHECKPOINTS, REPOSITORY
 
@@ -55,6 +56,7 @@ async def _listing(request: web.Request) -> CheckpointList:
                 valid=c.valid,
                 problem=c.problem,
                 active=c.name == active,
+                training=Training.of(c.metadata),
             )  # fmt: skip
             for c in found
         ],

@@ -15,7 +15,7 @@ from aiohttp import hdrs, web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BodyPartReader, content_disposition_filename, parse_content_disposition
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine import safejson
 from engine.errors import UserError
@@ -39,11 +39,14 @@ from storage.records import JobRecord, NewJob, Rejected
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Opts = TypeVar("Opts", bound=BaseModel)
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 MEDIA_TYPES = {"gif": "image/gif", "mp4": "video/mp4", "webp": "image/webp"}
-REJECTED_STATUS = {"rate_limited": 429, "banned": 403, "queue_full": 503, "idempotency_conflict": 409}
+REJECTED_STATUS = {
+    "rate_limited": 429, "banned": 403, "queue_full": 503, "idempotency_conflict": 409, "training_busy": 409,
+}  # fmt: skip
 FORM_FIELDS = ("platform", "user_id", "chat_id", "is_admin")
 # A text field is read whole before it is parsed, so each has a cap far below the body's (options: a prompt
 # of 500 characters, escaped, and a few numbers).
@@ -58,7 +61,7 @@ async def submit_job(request: web.Request) -> web.Response:
     """
     app = request.app
     # 1. read the form under the body deadline, and check every field
-    fields, image = await _read_form(request)
+    fields, image = await read_form(request)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise Refused(400, "bad_idempotency_key", "The Idempotency-Key must be 1 to 200 visible ASCII characters.")
@@ -66,7 +69,7 @@ async def submit_job(request: web.Request) -> web.Response:
         form = JobForm.model_validate({k: v for k, v in fields.items() if k != "options"})
     except ValidationError as exc:
         raise Refused(400, "bad_form", validation_message(exc, "form")) from None
-    options = _parse_options(fields.get("options"))
+    options = parse_options(fields.get("options"), JobOptions)
     if image is None:
         raise Refused(400, "missing_image", "Attach the meme as the form's image field.")
     # 2. the image's header alone: format and size caps, and what decoding it will cost
@@ -84,9 +87,9 @@ async def submit_job(request: web.Request) -> web.Response:
         options=values, seed=seed, image=image, idempotency_key=key, request_digest=request_digest(image, options),
     )  # fmt: skip
     # 3. who asks and how much: a banned or limited user, a full queue or a repeated key costs no decode
-    existing = await _admitted(request, lambda: app[REPOSITORY].precheck(new))
+    existing = await admitted(request, lambda: app[REPOSITORY].precheck(new))
     if existing is not None:
-        return await _accepted(request, existing, created=False)
+        return await accepted(request, existing, created=False)
     # 4. decode, within the service's decoding budget
     try:
         async with app[DECODES].hold(header.decode_bytes):
@@ -97,8 +100,8 @@ async def submit_job(request: web.Request) -> web.Response:
         app[METRICS].submissions.labels(outcome="bad_image").inc()
         raise
     # 5. queue it: the atomic admission check runs again, in the transaction that stores the job
-    submitted = await _admitted(request, lambda: app[QUEUE].submit(new))
-    return await _accepted(request, submitted.job, created=submitted.created)
+    submitted = await admitted(request, lambda: app[QUEUE].submit(new))
+    return await accepted(request, submitted.job, created=submitted.created)
 
 
 def request_digest(image: bytes, options: JobOptions) -> str:
@@ -108,7 +111,7 @@ def request_digest(image: bytes, options: JobOptions) -> str:
     return digest.hexdigest()
 
 
-async def _admitted(request: web.Request, admit: Callable[[], Awaitable[T]]) -> T:
+async def admitted(request: web.Request, admit: Callable[[], Awaitable[T]]) -> T:
     """`admit()`, with its Rejected turned into the API's refusal (429, 403, 409 or 503 with a sentence)."""
     try:
         return await admit()
@@ -120,14 +123,14 @@ async def _admitted(request: web.Request, admit: Callable[[], Awaitable[T]]) -> 
         raise Refused(REJECTED_STATUS.get(exc.code, 429), exc.code, exc.message, **extra) from None
 
 
-async def _accepted(request: web.Request, job: JobRecord, *, created: bool) -> web.Response:
+async def accepted(request: web.Request, job: JobRecord, *, created: bool) -> web.Response:
     request.app[METRICS].submissions.labels(outcome="accepted" if created else "repeated").inc()
     position = await request.app[QUEUE].position(job.id) if job.status == "queued" else None
     body = JobAccepted(id=job.id, status=job.status, position=position)  # type: ignore[arg-type]
     return json_model(body, status=202 if created else 200)
 
 
-async def _read_form(request: web.Request) -> tuple[dict[str, str], bytes | None]:
+async def read_form(request: web.Request) -> tuple[dict[str, str], bytes | None]:
     """The form's text fields by name and the image bytes, streamed with the body cap (client_max_size).
 
     What request.post() did, minus its costs on every submission: the Content-Type parsed by the
@@ -219,16 +222,16 @@ async def _parts(request: web.Request) -> list[tuple[str, str | bytes]]:
     return out
 
 
-def _parse_options(raw: str | None) -> JobOptions:
-    """The options part: a JSON object validated with the pipeline's bounds."""
-    if raw is None or not raw.strip():
-        return JobOptions()
+def parse_options(raw: str | None, model: type[Opts]) -> Opts:
+    """The options part: a JSON object validated by `model` (the pipeline's bounds, for a job)."""
+    data: dict[str, Any] = {}
+    if raw is not None and raw.strip():
+        try:
+            data = safejson.loads_object(raw, what="options field", max_bytes=FIELD_BYTES["options"])
+        except safejson.BadJSON as exc:
+            raise Refused(400, "bad_options", exc.message) from None
     try:
-        data = safejson.loads_object(raw, what="options field", max_bytes=FIELD_BYTES["options"])
-    except safejson.BadJSON as exc:
-        raise Refused(400, "bad_options", exc.message) from None
-    try:
-        return JobOptions.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise Refused(400, "bad_options", validation_message(exc, "options")) from None
 
