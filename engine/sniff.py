@@ -109,6 +109,24 @@ def sniff(data: bytes) -> tuple[str, str, str] | None:
     return "file", "", "a text file"
 
 
+CLIP_SUFFIXES = {
+    "GIF": ".gif", "PNG": ".apng", "WEBP": ".webp", "a video (MP4/MOV)": ".mp4", "a video (WebM/MKV)": ".webm",
+    "a video (MOV)": ".mov",
+}  # fmt: skip
+
+
+def clip_suffix(data: bytes) -> str | None:
+    """The file suffix a clip's bytes call for (.gif, .apng, .webp, .mp4, .webm, .mov); None for a non-clip.
+
+    From the magic bytes only: whether the clip decodes is for the decoder to say (engine/training/clips.py).
+    """
+    found = sniff(data)
+    if found is None:
+        return None
+    kind, fmt, name = found
+    return CLIP_SUFFIXES.get(fmt if kind == "image" else name)
+
+
 def _as_text(head: bytes) -> str | None:
     """The decoded start of a text file, or None when the bytes look binary."""
     for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
