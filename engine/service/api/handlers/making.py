@@ -23,14 +23,13 @@ from engine.service.api.handlers.jobs import IDEMPOTENCY_KEY, accepted, admitted
 from engine.service.api.middleware import Refused, validation_message
 from engine.service.api.models import JobForm, RemixOptions, TrainingRequest, TuneOptions
 from engine.service.keys import QUEUE, SETTINGS
+from engine.sniff import clip_suffix
 from engine.stages.intake import Intake
 from storage.records import NewJob
 
 log = logging.getLogger(__name__)
 
 GPU_BACKENDS = ("t2v", "i2v")
-# What a clip's first bytes look like: the formats the worker decodes (engine/training/clips.py).
-CLIP_MAGIC = {"gif": (b"GIF87a", b"GIF89a"), "png": (b"\x89PNG\r\n\x1a\n",), "webm": (b"\x1a\x45\xdf\xa3",)}
 
 
 def needs_gpu(settings: Settings, what: str) -> str | None:
@@ -42,18 +41,6 @@ def needs_gpu(settings: Settings, what: str) -> str | None:
         f'{what} needs the engine\'s GPU video backend: set [generate] backend = "t2v" in its config.toml '
         f"and fetch the text-to-video model with `hf download {model}` (or set t2v_model to a local folder)."
     )
-
-
-def clip_format(data: bytes) -> str | None:
-    """The clip's container from its first bytes: gif, png (APNG), webp, mp4 or webm; None for anything else."""
-    for name, prefixes in CLIP_MAGIC.items():
-        if data.startswith(prefixes):
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[4:8] == b"ftyp":
-        return "mp4"
-    return None
 
 
 async def _clip_form(request: web.Request, options_model: type[BaseModel]) -> tuple[JobForm, BaseModel, bytes]:
@@ -69,10 +56,10 @@ async def _clip_form(request: web.Request, options_model: type[BaseModel]) -> tu
     settings: Settings = request.app[SETTINGS]
     if len(clip) > settings.intake.max_bytes:
         raise Refused(413, "too_large", "That clip is too large for the engine.")
-    kind = clip_format(clip)
-    if kind is None:
+    suffix = clip_suffix(clip)
+    if suffix is None:
         raise Refused(415, "not_a_clip", "That file isn't a GIF or a video I can read (GIF, MP4, WebM or WebP).")
-    if kind in ("gif", "png", "webp"):
+    if suffix in (".gif", ".apng", ".webp"):
         # Their frame headers are checked now (sizes, frame count caps); videos are checked by the worker.
         try:
             await asyncio.get_running_loop().run_in_executor(None, Intake(settings.intake).inspect, clip)
