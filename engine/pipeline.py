@@ -122,7 +122,7 @@ class Pipeline:
             frames = self.postprocess(frames, image, clean, ocr=ocr)
         # 8. encode to the byte budget
         with stage("encode"):
-            encoded = self._encode(frames, resolved)
+            encoded = self.encode_frames(frames, resolved)
         timings["total"] = round(time.perf_counter() - started, 4)
         if progress is not None:
             progress("done", 1.0)
@@ -135,8 +135,11 @@ class Pipeline:
         backends = dict(self.backends, encode=encoded.format, synthesize=script.writer)
         return PipelineResult(encoded, ocr, scene, script, resolved, backends, timings)
 
-    def _encode(self, frames: Frames, options: ResolvedOptions) -> Encoded:
-        """The asked-for format; the fallback format instead when the first fits only by losing too much."""
+    def encode_frames(self, frames: Frames, options: ResolvedOptions) -> Encoded:
+        """The asked-for format; the fallback format instead when the first fits only by losing too much.
+
+        Remix jobs (engine/training/jobs.py) encode their frames through here too.
+        """
         fallback = options.fallback_format
         try:
             encoded = self.encode(frames, format=options.format, max_bytes=options.max_bytes)

@@ -55,6 +55,11 @@ class MeteredPipeline:
         self._pipeline = pipeline
         self._metrics = metrics
 
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline itself: remix and training jobs use its settings, its models and its encoder."""
+        return self._pipeline
+
     def run(self, data: bytes, options: AnimationOptions, progress: ProgressCallback | None = None) -> PipelineResult:
         """Run the pipeline and record its timings."""
         result = self._pipeline.run(data, options, progress=progress)

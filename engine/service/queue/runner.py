@@ -94,7 +94,8 @@ def run_job(
 
             if data is None and record.kind != "train":
                 raise UserError(IMAGE_EXPIRED, code="image_expired")
-            return Outcome(finished=run_training_job(record, data, registry, runner, progress))
+            pipeline = getattr(runner, "pipeline", runner)  # under the service's metrics wrapper
+            return Outcome(finished=Finished(*run_training_job(record, data, registry, pipeline, progress)))
         checkpoint_file = str(registry.resolve(checkpoint)) if checkpoint is not None else None
         if data is None:
             raise UserError(IMAGE_EXPIRED, code="image_expired")

@@ -64,7 +64,6 @@ def create_procrastinate_app(settings: Settings) -> procrastinate.App:
     return procrastinate.App(connector=connector)
 
 
-
 async def defer(app: procrastinate.App, job_id: str, *, training: bool = False) -> bool:
     """Queue job_id for a worker; False if it already waits in the queue (the queueing lock).
 
