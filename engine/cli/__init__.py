@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from engine.cli import animate, dataset, models, service, train
+from engine.cli import animate, checkpoints, dataset, models, service, train
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(commands)
     dataset.register(commands)
     train.register(commands)
+    checkpoints.register(commands)
     for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         plugin.load()(commands)
     return parser
