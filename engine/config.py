@@ -224,7 +224,7 @@ class TrainingSettings:
 
     work_dir: str  # caches (latents, text embeddings), resumable training states, tuned-GIF checkpoints
     datasets_dir: str  # the API's and bots' trainings name a dataset folder under this, never a path
-    fps: Annotated[int, Range(*FPS)]  # clips are re-timed to this
+    fps: Annotated[int, Range(0, FPS[1])]  # clips are re-timed to this; 0: the model's own
     frames: Annotated[int, Range(*FRAMES)]  # frames per training clip (rounded to the family's bucket)
     side: Positive  # px: a training clip's longer side (rounded to the family's multiple)
     trigger: str  # "" or a word put in front of every training caption

@@ -45,6 +45,7 @@ def register(commands: Any) -> None:
 def dataset_build_command(args: argparse.Namespace) -> int:
     """Build the set, then print one line per clip and a summary; 1 when no clip could be used."""
     from engine.config import load_settings
+    from engine.training.clips import training_fps
     from engine.training.dataset import build_dataset, default_family
 
     settings = load_settings(args.config)
@@ -66,8 +67,9 @@ def dataset_build_command(args: argparse.Namespace) -> int:
     if not report.entries:
         print(f"error: no clip in {args.folder} could be used (see why above); nothing was written", file=sys.stderr)
         return 1
+    fps = training_fps(settings.training.fps, report.family)
     print(
         f"{len(report.entries)} kept, {len(report.skipped)} skipped: {args.output} ({family}, "
-        f"{report.entries[0].frames} frames at {settings.training.fps} fps, dataset {report.dataset_sha256[:12]})"
+        f"{report.entries[0].frames} frames at {fps} fps, dataset {report.dataset_sha256[:12]})"
     )
     return 0

@@ -225,6 +225,14 @@ def retime(frames: np.ndarray, timing: float | Sequence[float], fps: float, *, l
     return frames[np.minimum(shown, count - 1)]
 
 
+MODEL_FPS = {"t2v": 8, "ltx": 24, "wan": 24}  # the frame rates the models were trained and sample at
+
+
+def training_fps(configured: int, family: str) -> int:
+    """[training] fps, or the family's own when it is 0."""
+    return configured or MODEL_FPS[_family(family)]
+
+
 def bucket_frames(family: str, count: int) -> int:
     """The frame count nearest `count` that the family's model accepts (t2v: any; ltx: 8k+1 >= 9; wan: 4k+1 >= 5)."""
     step, least = FRAME_BUCKETS[_family(family)]

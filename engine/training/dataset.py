@@ -42,6 +42,7 @@ from engine.training.clips import (
     read_clip,
     resize_clip,
     retime,
+    training_fps,
 )  # fmt: skip
 from engine.types import DecodedImage, OcrResult, Script, TextBlock
 from engine.units import human_bytes
@@ -164,7 +165,7 @@ def build_dataset(
         files[METADATA] = _write(staging, METADATA, "".join(lines).encode("utf-8"))
         digest = dataset_digest(files)
         manifest = {
-            "version": VERSION, "family": family, "fps": settings.training.fps, "frames": builder.frames,
+            "version": VERSION, "family": family, "fps": builder.fps, "frames": builder.frames,
             "side": settings.training.side, "trigger": words, "files": files, "dataset_sha256": digest,
             "skipped": [{"source": s.source, "reason": s.reason} for s in skipped],
             "built_with": {"ocr": settings.ocr.backend, "caption": settings.caption.backend,
@@ -222,6 +223,7 @@ class _ClipBuilder:
         self.family = family
         self.trigger = trigger
         self.frames = bucket_frames(family, training.frames)
+        self.fps = training_fps(training.fps, family)
         self.work_side = min(settings.intake.working_side, max(_WORK_SCALE * training.side, _MIN_WORK_SIDE))
         models = ModelPool(settings.runtime)
         self.ocr = Ocr(settings.ocr, models)
@@ -239,10 +241,10 @@ class _ClipBuilder:
         data = _read(path, self.settings.intake.max_bytes)
         clip = read_clip(
             data, self.settings.intake, max_frames=training.max_clip_frames, name=path.name, side=self.work_side,
-            max_seconds=self.frames / training.fps,
+            max_seconds=self.frames / self.fps,
         )  # fmt: skip
-        timed = retime(clip.frames, clip.durations, training.fps, limit=self.frames)
-        ticks = round(sum(clip.durations) * training.fps)  # the whole clip's length at the training fps
+        timed = retime(clip.frames, clip.durations, self.fps, limit=self.frames)
+        ticks = round(sum(clip.durations) * self.fps)  # the whole clip's length at the training fps
         fitted = "looped" if ticks < self.frames else "cut" if clip.cut or ticks > self.frames else ""
         # 2. read the caption on a few frames, take every line read off every frame
         picks = sorted({round(i * (len(timed) - 1) / max(1, _OCR_FRAMES - 1)) for i in range(_OCR_FRAMES)})
@@ -264,7 +266,7 @@ class _ClipBuilder:
         record: dict[str, object] = {
             "id": ident, "clip": f"clips/{ident}.npy", "keyframe": f"keyframes/{ident}.png", "caption": caption,
             "meme_text": meme_text, "source": path.name, "source_sha256": clip.sha256,
-            "frames": self.frames, "fps": training.fps, "width": size[0], "height": size[1],
+            "frames": self.frames, "fps": self.fps, "width": size[0], "height": size[1],
             "family": self.family, "keyframe_index": key,
         }  # fmt: skip
         entry = DatasetEntry(ident, path.name, caption, meme_text, self.frames, *size, key, fitted)

@@ -147,10 +147,11 @@ def _remix(
     record: Any, data: bytes, settings: Settings, registry_dir: Path, runner: Any, progress: JobProgress
 ) -> tuple[Any, dict[str, Any]]:
     """The clip's motion with the prompt's subject, encoded as the job asked."""
-    from engine.training.clips import read_clip, retime
+    from engine.training.clips import read_clip, retime, training_fps
     from engine.training.remix import remix
 
     t = settings.training
+    fps = training_fps(t.fps, "t2v")
     resident = _resident(runner)
     prompt = str(record.options["prompt"])
     sha = hashlib.sha256(data).hexdigest()
@@ -168,14 +169,14 @@ def _remix(
     # 2. the clip's frames at the tuning length, then the prompt sampled from their inverted latents
     clip = read_clip(
         data, settings.intake, max_frames=t.max_clip_frames, side=settings.intake.working_side,
-        max_seconds=t.tune_frames / t.fps,
+        max_seconds=t.tune_frames / fps,
     )  # fmt: skip
-    frames = retime(clip.frames, clip.durations, t.fps, limit=t.tune_frames)
+    frames = retime(clip.frames, clip.durations, fps, limit=t.tune_frames)
     options = runner.resolve(AnimationOptions(**_animation_options(record)))
     sampling = _staged(progress, share, 0.95, stage="sampling")
     made = remix(
         settings, resident, frames, prompt, checkpoint=checkpoint, seed=record.seed, frames=t.tune_frames,
-        fps=t.fps, size=options.size, progress=lambda fraction: sampling("sampling", fraction),
+        fps=fps, size=options.size, progress=lambda fraction: sampling("sampling", fraction),
     )  # fmt: skip
     # 3. encoded to the job's format and byte budget, as an animation is
     progress("encode", 0.95)
