@@ -71,7 +71,7 @@ class Intake:
         digest = hashlib.sha256(data).hexdigest()
         source_size = im.size
         animated = header.format in _ANIMATED_FORMATS and (header.frames or 1) > 1
-        with _decoder_guard(header.format, (header.width, header.height), s.max_pixels):
+        with decoder_guard(header.format, (header.width, header.height), s.max_pixels):
             # 4. decode the first frame, JPEG straight at a fraction of its size when it is scaled down anyway
             if animated:
                 im.seek(0)
@@ -83,7 +83,7 @@ class Intake:
                 self._check_pixels(*im.size)
             # 5. colour and working size a strip at a time, then orientation on the small result
             upright = _UPRIGHT.get(im.getexif().get(0x0112, 1))
-            rgb = _fit(im, s.working_side)
+            rgb = fit_side(im, s.working_side)
             if upright is not None:
                 rgb = rgb.transpose(upright)
 
@@ -115,7 +115,7 @@ class Intake:
         declared = max(sizes, key=_area, default=None)
         if declared is not None:
             self._check_pixels(*declared)
-        with _decoder_guard(fmt, declared, s.max_pixels):
+        with decoder_guard(fmt, declared, s.max_pixels):
             # 3. Pillow's header parse agrees, or the file is damaged; still no pixel decoded
             im = self._open(data, fmt)
             source_format = "JPEG" if im.format == "MPO" else str(im.format)
@@ -190,7 +190,7 @@ class Intake:
 
 
 @contextmanager
-def _decoder_guard(fmt: str | None, declared: Size | None, max_pixels: int) -> Iterator[None]:
+def decoder_guard(fmt: str | None, declared: Size | None, max_pixels: int) -> Iterator[None]:
     """Turn Pillow's bomb warning into an error, and decoder failures into UserErrors."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -270,7 +270,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def _fit(im: Image.Image, working_side: int) -> Image.Image:
+def fit_side(im: Image.Image, working_side: int) -> Image.Image:
     """RGB, scaled down so the longer side is at most `working_side`, keeping the aspect."""
     if max(im.size) <= working_side:
         return _to_rgb(im)

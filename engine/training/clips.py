@@ -24,7 +24,7 @@ from PIL import Image
 from engine.config import IntakeSettings
 from engine.errors import UserError
 from engine.sniff import sniff
-from engine.stages.intake import Intake, _decoder_guard, _fit
+from engine.stages.intake import Intake, decoder_guard, fit_side
 from engine.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,11 @@ def _read_animation(
     delays: list[float] = []
     index, elapsed = 0, 0.0
     try:
-        with _decoder_guard(header.format, (header.width, header.height), intake.max_pixels):
+        with decoder_guard(header.format, (header.width, header.height), intake.max_pixels):
             im = Image.open(io.BytesIO(data), formats=(header.format,))
             for index in range(count):
                 im.seek(index)
-                rgb = np.asarray(_fit(im, side), dtype=np.uint8)  # loads the frame: its duration is known now
+                rgb = np.asarray(fit_side(im, side), dtype=np.uint8)  # loads the frame: its duration is known now
                 if frames and rgb.shape != frames[0].shape:  # a frame that widened the canvas
                     rgb = cv2.resize(rgb, frames[0].shape[1::-1], interpolation=cv2.INTER_AREA)
                 frames.append(rgb)
