@@ -15,12 +15,12 @@ from storage.session import Store
 from storage.statements import (
     ACTIVE,
     FINAL,
-    INTERRUPTED,
     SWEEP_BATCH,
     claim_job,
     count_jobs,
     finish_job,
     holding,
+    interrupted,
     take_job,
     utc,
 )
@@ -161,7 +161,7 @@ class Jobs(Store):
             running = await session.scalars(select(Job).where(Job.status == "running").order_by(Job.created_at))
             for job in running:
                 if job.attempts >= max_attempts:
-                    job.status, job.error_code, job.error = "failed", "interrupted", INTERRUPTED
+                    job.status, job.error_code, job.error = "failed", "interrupted", interrupted(job.kind)
                     job.finished_at = utc(None)
                     failed.append(job.id)
                 else:

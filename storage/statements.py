@@ -13,6 +13,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -29,12 +30,22 @@ from storage.records import TRAINING_KINDS, JobRecord, Limits, NewJob
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
 INTERRUPTED = "The engine restarted while making this animation too many times; please try again."
+INTERRUPTED_TRAINING = "The engine restarted while making this checkpoint too many times; please try again."
 # Namespaces of the two-key Postgres advisory locks that serialise one user's (one chat's) submissions.
 USER_LOCK, CHAT_LOCK = 1, 2
 SWEEP_BATCH = 500
 JOBS = Job.__table__
 PAYLOADS = JobPayload.__table__
 SETTINGS = Setting.__table__
+
+
+def interrupted(kind: str) -> str:
+    """The sentence a job given up after too many restarts ends with: an animation's, or a checkpoint's."""
+    return INTERRUPTED_TRAINING if kind in TRAINING_KINDS else INTERRUPTED
+
+
+# The same choice in SQL, for an update that gives a job up without reading it first.
+INTERRUPTED_FOR_KIND = case((Job.kind.in_(sorted(TRAINING_KINDS)), INTERRUPTED_TRAINING), else_=INTERRUPTED)
 
 
 def build_checks() -> Select[Any]:
@@ -126,7 +137,7 @@ def claim_job(
         gave_up = conn.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "running")
-            .values(status="failed", error_code="interrupted", error=INTERRUPTED, finished_at=now)
+            .values(status="failed", error_code="interrupted", error=INTERRUPTED_FOR_KIND, finished_at=now)
             .returning(Job.id)
         ).first()
         return "failed" if gave_up is not None else None

@@ -160,7 +160,8 @@ def train(
                     f"step {step + 1}/{spec.steps}, loss {run.losses[-1]:.4f}, {per_step:.3g} s/step, "
                     f"ETA {eta_text(per_step * (spec.steps - step - 1))}",
                 )  # fmt: skip
-            # 5. the checkpoint
+            # 5. the checkpoint; the last chance to cancel comes first, so a cancelled run never writes one
+            report(1.0, "saving the checkpoint")
             target = save_checkpoint(run, spec, settings, dataset, registry_dir)
             seconds = statistics.median(durations) if durations else 0.0
             losses = list(run.losses)
