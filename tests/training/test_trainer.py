@@ -167,7 +167,8 @@ def test_a_trained_checkpoint_changes_the_output_and_unloads_bitwise(tiny: Path,
 
     assert result.path == tiny / "checkpoints" / f"trained-{family}.safetensors" and result.steps == 3
     assert len(result.losses) == 3 and result.seconds_per_step > 0
-    assert seen[-1][0] == 1.0 and seen[-1][1].startswith("step 3/3, loss ") and "s/step, ETA" in seen[-1][1]
+    assert seen[-2][0] == 1.0 and seen[-2][1].startswith("step 3/3, loss ") and "s/step, ETA" in seen[-2][1]
+    assert seen[-1] == (1.0, "saving the checkpoint"), "the last chance to cancel comes before the file"
     assert not list(result.path.parent.glob(".*")), "a partial file was left in the registry"
     meta = read_metadata(result.path)
     assert meta["family"] == family and meta["makeitmove"] == "1" and meta["kind"] == "train"
