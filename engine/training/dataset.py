@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Mapping
@@ -207,11 +208,26 @@ def is_dataset(folder: Path) -> bool:
 
 
 def training_caption(script: Script, trigger: str) -> str:
-    """The trigger word, then the script's motion prompt, then its description.
+    """The trigger word, then the script's motion prompt, then its description less any sentence quoting the meme text.
 
     The motion leads because the generate stage's prompt starts with it too, and CLIP reads 77 tokens only.
+    The caption was taken off the clip's frames, so words describing it would teach the model text it never sees.
     """
-    return " ".join(" ".join(part.split()) for part in (trigger, script.motion_prompt, script.description) if part)
+    description = " ".join(
+        sentence for sentence in _sentences(script.description) if not _quotes(sentence, script.meme_text)
+    )
+    return " ".join(" ".join(part.split()) for part in (trigger, script.motion_prompt, description) if part)
+
+
+def _sentences(text: str) -> list[str]:
+    return [part for part in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if part]
+
+
+def _quotes(sentence: str, meme_text: str) -> bool:
+    """The sentence quotes the meme's text (or names the caption)."""
+    said = " ".join(meme_text.split()).lower()
+    lowered = sentence.lower()
+    return bool(said) and (said[:40] in lowered or lowered.startswith(("the caption reads", "the text reads")))
 
 
 class _ClipBuilder:

@@ -197,6 +197,9 @@ def test_the_training_caption_is_the_synthesized_one_with_the_trigger_first(buil
     for entry in report.entries:
         assert entry.caption.startswith("memez ") and len(entry.caption.split()) > 8
         assert entry.caption != entry.meme_text
+        # the text was taken off the frames: the caption doesn't describe words the clip no longer shows
+        assert "caption reads" not in entry.caption.lower()
+        assert not entry.meme_text or entry.meme_text.lower()[:20] not in entry.caption.lower()
     real = next((e for e in report.entries if e.source == "meme.gif"), None)
     if real is not None:
         assert "ANTS" in real.meme_text
