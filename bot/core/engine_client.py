@@ -17,6 +17,7 @@ import aiohttp
 from bot.core.errors import EngineError, EngineUnavailable, OptionError
 from bot.core.messages import ENGINE_OFFLINE
 from bot.core.models import LIMIT_KEYS, Ban, Checkpoints, Job, Limits, Quota, Stats
+from bot.core.options import RemixRequest, Request, TuneRequest
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,21 @@ class EngineClient:
 
     # --- jobs ---
 
+    async def make(
+        self, request: Request, data: bytes, *, filename: str, output: dict[str, Any], platform: str, user_id: str,
+        chat_id: str, is_admin: bool = False, idempotency_key: str | None = None,
+    ) -> Job:  # fmt: skip
+        """Queue what `request` asks for: an animation or a remix (in the `output` format options), or a tune."""
+        who: dict[str, Any] = {"platform": platform, "user_id": user_id, "chat_id": chat_id}
+        if isinstance(request, TuneRequest):  # a checkpoint, not a file: no output options
+            return await self.tune(data, filename=filename, options=request.options, idempotency_key=idempotency_key,
+                                   **who)  # fmt: skip
+        submit = self.remix if isinstance(request, RemixRequest) else self.submit
+        options = {**request.options, **output}
+        return await submit(
+            data, filename=filename, options=options, is_admin=is_admin, idempotency_key=idempotency_key, **who
+        )
+
     async def submit(
         self,
         image: bytes,
@@ -152,19 +168,62 @@ class EngineClient:
         idempotency_key: str | None = None,
     ) -> Job:
         """Queue a meme; the same idempotency key returns the same job (a key is made up when none is given)."""
-        key = idempotency_key or uuid.uuid4().hex  # retries after a lost answer must not queue the meme twice
+        who = {"platform": platform, "user_id": user_id, "chat_id": chat_id, "is_admin": is_admin}
+        return await self._post_file("/v1/jobs", image, filename, options, who, idempotency_key)
+
+    async def remix(
+        self,
+        clip: bytes,
+        *,
+        filename: str,
+        options: dict[str, Any],
+        platform: str,
+        user_id: str,
+        chat_id: str,
+        is_admin: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Queue a remix of a GIF or video (options: RemixOptions, prompt required); followed like an animation.
+
+        EngineError "needs_gpu_backend" when the engine has no GPU video backend: its message says how to set one.
+        """
+        who = {"platform": platform, "user_id": user_id, "chat_id": chat_id, "is_admin": is_admin}
+        return await self._post_file("/v1/remixes", clip, filename, options, who, idempotency_key)
+
+    async def tune(
+        self,
+        clip: bytes,
+        *,
+        filename: str,
+        options: dict[str, Any],
+        platform: str,
+        user_id: str,
+        chat_id: str,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Queue a checkpoint tuned on a GIF or video (the admin token; options: TuneOptions, name required).
+
+        Done, the job names the checkpoint in `made`; EngineError "training_busy" while this admin has another.
+        """
+        who = {"platform": platform, "user_id": user_id, "chat_id": chat_id}
+        return await self._post_file("/v1/admin/tunes", clip, filename, options, who, idempotency_key, admin=True)
+
+    async def _post_file(
+        self, path: str, data: bytes, filename: str, options: dict[str, Any], who: dict[str, Any],
+        idempotency_key: str | None, *, admin: bool = False,
+    ) -> Job:  # fmt: skip
+        """POST a file with its options and requester as multipart; the job the engine accepted."""
+        key = idempotency_key or uuid.uuid4().hex  # retries after a lost answer must not queue the file twice
 
         def form() -> aiohttp.FormData:
-            data = aiohttp.FormData()
-            data.add_field("image", image, filename=filename or "meme", content_type="application/octet-stream")
-            data.add_field("options", json.dumps(options))
-            data.add_field("platform", str(platform))
-            data.add_field("user_id", str(user_id))
-            data.add_field("chat_id", str(chat_id))
-            data.add_field("is_admin", "true" if is_admin else "false")
-            return data
+            body = aiohttp.FormData()
+            body.add_field("image", data, filename=filename or "meme", content_type="application/octet-stream")
+            body.add_field("options", json.dumps(options))
+            for name, value in who.items():
+                body.add_field(name, ("true" if value else "false") if isinstance(value, bool) else str(value))
+            return body
 
-        answer = await self._json("POST", "/v1/jobs", body=form, headers={"Idempotency-Key": key})
+        answer = await self._json("POST", path, admin=admin, body=form, headers={"Idempotency-Key": key})
         return Job.from_json(answer)
 
     async def get(self, job_id: str) -> Job:

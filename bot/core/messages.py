@@ -11,23 +11,30 @@ from typing import Any
 
 from bot.core.errors import BotError, EngineError, EngineUnavailable, OptionError
 from bot.core.formatting import ago, cut, cut_lines, in_time
-from bot.core.models import Ban, Checkpoints, Job, Limits, Quota, Stats
+from bot.core.models import Ban, Checkpoints, Job, Limits, Quota, Stats, Training
 from engine.units import human_bytes
 from engine.vocabulary import CAMERAS, FPS, MOTION_LEVELS, SEED
 
 BOT_NAME = "Make It Move"
 CAPTION_MAX = 200  # a result's caption: short enough for every platform's attachment caption
 PROMPT_TEXT_MAX = 1500  # the 📝 Prompt answer: under Discord's 2000 and Telegram's 4096 characters
+LIST_TEXT_MAX = 1900  # /lora's list: one message on Discord (2000) and Telegram (4096)
 HISTORY_PROMPT_MAX = 60
 
 # (command, what it does, admin only) — the adapters register these, and /help lists them.
 COMMANDS: tuple[tuple[str, str, bool], ...] = (
     ("animate", "turn the meme you reply to (or attach) into a GIF", False),
+    ("remix", "the GIF you reply to, moving the same way with a new subject: /remix a sloth is surfing", False),
     ("cancel", "stop your animation that is still running", False),
     ("history", "your last animations", False),
     ("quota", "how many animations you have left", False),
     ("help", "commands, options and examples", False),
-    ("lora", "list the LoRA checkpoints; /lora use NAME switches, /lora off goes back to the base model", True),
+    (
+        "lora",
+        "list the LoRA checkpoints; /lora use NAME switches, /lora off goes back to the base model, "
+        "/lora tune NAME [prompt] in reply to a GIF makes one",
+        True,
+    ),
     ("stats", "queue and usage numbers", True),
     ("ban", "ban a user: /ban USER_ID [reason]", True),
     ("unban", "lift a ban: /unban USER_ID", True),
@@ -65,7 +72,12 @@ NO_PROMPT = "I don't have the prompt for that animation any more."
 NOTHING_TO_CANCEL = "You have no animation queued or running."
 # Put above a result's caption when a restart came between sending it and recording that it went out.
 SENT_AGAIN = "Here is your animation again (I restarted while sending it; ignore a copy you already have)."
-LORA_USAGE = "Use /lora to list the checkpoints, /lora use NAME to switch, or /lora off for the base model."
+LORA_USAGE = (
+    "Use /lora to list the checkpoints, /lora use NAME to switch, /lora off for the base model, or /lora tune NAME "
+    "[what happens in it] in reply to a GIF to make one."
+)
+NEED_CLIP = "Reply to a GIF or video with /remix and what it should show instead, e.g. /remix a sloth is surfing."
+TUNE_NEED_CLIP = "Reply to a GIF or video with /lora tune NAME [what happens in it] to tune a checkpoint on it."
 BAN_USAGE = "Use /ban USER_ID [reason], with the user's numeric id."
 UNBAN_USAGE = "Use /unban USER_ID, with the user's numeric id."
 # Discord: where the meme comes from is an option, a context-menu target or a reply, never a caption.
@@ -75,7 +87,18 @@ DISCORD_CANT_SEE_REPLY = (
     "I can't see the image in the message you replied to (this server hasn't given me the Message Content "
     "intent); use Apps → Animate meme on that message instead."
 )
+DISCORD_NEED_CLIP = "Reply to a GIF or video with “@me remix” and what it should show instead, or use /remix."
+DISCORD_CANT_SEE_REPLIED_CLIP = (
+    "I can't see the GIF in the message you replied to (this server hasn't given me the Message Content intent); "
+    "use /remix with the GIF attached instead."
+)
+DISCORD_NOT_A_CLIP = "That file isn't a GIF or video I can learn the motion of (GIF, MP4, WebM or WebP)."
+DISCORD_NO_CLIP_FOUND = (
+    "I found no GIF or video in this channel's recent messages; attach one with the gif option (or reply to one "
+    "with “@me remix” and the new subject)."
+)
 DOWNLOAD_FAILED = "I couldn't download that image; please try again."
+TELEGRAM_FILE_TOO_BIG = "That file is too large for me to fetch (Telegram gives bots files up to 20 MB)."
 IMAGE_GONE = "I can't get that image any more (it was deleted or its link expired); please post it again."
 DISCORD_SEE_BELOW = "Done — your animation is below."
 DISCORD_CANT_POST = "I made the animation but couldn't post it in this channel (I may lack the permission)."
@@ -89,6 +112,7 @@ RESULT_BUTTONS: tuple[tuple[str, str], ...] = (
     ("prompt", "📝 Prompt"),
     ("del", "🗑 Delete"),
 )
+REMIX_BUTTONS: tuple[tuple[str, str], ...] = (("again", "🔁 Again"), ("del", "🗑 Delete"))  # no motion, no script
 
 STAGE_LINES = {
     "intake": "Reading the meme…",
@@ -99,11 +123,17 @@ STAGE_LINES = {
     "postprocess": "Putting the caption back…",
     "encode": "Encoding…",
     "done": "Encoding…",
+    "preparing": "Reading the clip…",
+    "saving": "Saving the checkpoint…",
 }
+# Stages long enough to show how far along they are, each with its percentage of the whole job.
+STAGE_PERCENT = {"generate": "Animating", "tuning": "Learning the GIF's motion", "sampling": "Remixing",
+                 "training": "Training"}  # fmt: skip
 # Engine codes whose own message is already the sentence to show (intake's refusals, option checks).
 ENGINE_WORDED = frozenset(
     {"not_an_image", "unsupported_format", "empty", "damaged", "too_small", "bad_aspect", "too_large",
-     "too_many_pixels", "bad_option", "bad_options", "no_result", "not_ready"}
+     "too_many_pixels", "bad_option", "bad_options", "no_result", "not_ready", "needs_gpu_backend", "not_a_clip",
+     "training_busy"}
 )  # fmt: skip
 
 
@@ -129,8 +159,8 @@ def queued_text(position: int | None) -> str:
 
 def stage_text(stage: str | None, fraction: float) -> str:
     """A running job's line: what it is doing now, with the percentage while animating."""
-    if stage == "generate":
-        return f"Animating {min(99, max(0, round(fraction * 100)))}%…"
+    if stage in STAGE_PERCENT:
+        return f"{STAGE_PERCENT[stage]} {min(99, max(0, round(fraction * 100)))}%…"
     return STAGE_LINES.get(stage or "", "Starting…")
 
 
@@ -157,6 +187,22 @@ def result_caption(poster_name: str | None, motion_prompt: str | None) -> str:
     return f"{credit} · {quoted}" if credit else quoted
 
 
+def remix_caption(poster_name: str | None, prompt: str | None) -> str:
+    """A remix's caption: credit to who posted the GIF and the new subject, at most CAPTION_MAX chars."""
+    credit = f"GIF by {cut(poster_name, 48)}" if poster_name and poster_name.strip() else ""
+    if not prompt or not prompt.strip():
+        return credit or BOT_NAME
+    room = CAPTION_MAX - len(credit) - (5 if credit else 2)
+    quoted = f"“{cut(prompt, room)}”"
+    return f"{credit} · {quoted}" if credit else quoted
+
+
+def tune_ready_text(name: str) -> str:
+    """A finished tune: the checkpoint is in the registry, and how to use it."""
+    name = cut(name, 100)
+    return f"Checkpoint {name} is ready; /lora use {name} makes the next jobs use it."
+
+
 def prompt_text(script: dict[str, Any] | None) -> str:
     """The 📝 Prompt answer: what the engine saw, the motion prompt and why, capped for every platform."""
     if not script:
@@ -177,7 +223,8 @@ def history_line(job: Job, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     what = (job.script or {}).get("motion_prompt") or ""
     state = {"queued": queued_text(job.position).lower(), "running": "running"}.get(job.status, job.status)
-    line = f"• {ago(job.created_at, now)} — {state}"
+    kind = f" ({job.kind})" if job.kind != "animate" else ""
+    line = f"• {ago(job.created_at, now)} — {state}{kind}"
     return f"{line} — {cut(str(what), HISTORY_PROMPT_MAX)}" if what else line
 
 
@@ -204,11 +251,26 @@ def checkpoints_text(listing: Checkpoints) -> str:
     lines = ["Checkpoints (▶ = active):"]
     for c in listing.checkpoints:
         mark = "▶" if c.active else " "
-        problem = f" — can't be used: {c.problem}" if not c.valid and c.problem else ""
-        lines.append(f"{mark} {c.name} ({human_bytes(c.size_bytes)}){problem}")
+        problem = f" — can't be used: {cut(c.problem, 200)}" if not c.valid and c.problem else ""
+        made = f" — {training_text(c.training)}" if c.training is not None else ""
+        lines.append(f"{mark} {cut(c.name, 100)} ({human_bytes(c.size_bytes)}){made}{problem}")
     if listing.active is None:
         lines.append("None is active: jobs use the base model.")
-    return "\n".join(lines)
+    return cut_lines("\n".join(lines), LIST_TEXT_MAX)
+
+
+def training_text(training: Training) -> str:
+    """How a checkpoint was made, briefly: "tuned on a GIF, t2v, rank 4, 200 steps, e.g. “a cat dances”"."""
+    how = {"tune": "tuned on a GIF", "train": "trained on a dataset"}.get(training.kind or "", "trained")
+    if training.kind == "train" and training.dataset_sha256:
+        how += f" ({cut(training.dataset_sha256[:8], 8)})"
+    parts = [how]
+    parts += [cut(training.family, 20)] if training.family else []
+    parts += [f"rank {training.rank}"] if training.rank is not None else []
+    parts += [f"{training.steps} steps"] if training.steps is not None else []
+    parts += [f"trigger “{cut(training.trigger, 30)}”"] if training.trigger else []
+    parts += [f"e.g. “{cut(training.examples[0], 60)}”"] if training.examples else []
+    return ", ".join(parts)
 
 
 def checkpoint_activated_text(name: str | None) -> str:

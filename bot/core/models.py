@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 FINAL = frozenset({"done", "failed", "cancelled"})
+KINDS = ("animate", "remix", "tune", "train")  # what a job makes: an animation, a remix, or a checkpoint
 LIMIT_KEYS = ("user_jobs", "user_window_s", "user_concurrent", "chat_jobs", "chat_window_s", "queue_max")
 
 
@@ -25,7 +26,9 @@ class Job:
     id: str
     status: str  # queued | running | done | failed | cancelled
     position: int | None = None  # 1-based place in the queue while queued
-    stage: str | None = None  # intake, ocr, detext, caption, synthesize, generate, postprocess, encode, done
+    # animate: intake, ocr, detext, caption, synthesize, generate, postprocess, encode; remix: tuning, sampling,
+    # encode; tune and train: preparing, training, saving; every kind ends with done
+    stage: str | None = None
     fraction: float = 0.0  # of the whole job, 0..1
     error_code: str | None = None
     error_message: str | None = None
@@ -35,6 +38,8 @@ class Job:
     timings: dict[str, float] | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    kind: str = "animate"  # one of KINDS; an engine older than remixes says nothing: an animation
+    made: str | None = None  # the checkpoint a done tune or train job wrote
 
     @property
     def final(self) -> bool:
@@ -52,6 +57,7 @@ class Job:
             error_code=error.get("code"), error_message=error.get("message"), script=data.get("script"),
             checkpoint=data.get("checkpoint"), seed=data.get("seed"), timings=data.get("timings"),
             created_at=parse_time(data.get("created_at")), finished_at=parse_time(data.get("finished_at")),
+            kind=str(data.get("kind") or "animate"), made=_text(data.get("made")),
         )  # fmt: skip
 
 
@@ -77,6 +83,32 @@ class Quota:
 
 
 @dataclass(frozen=True)
+class Training:
+    """How a checkpoint was made, as its file's metadata says: untrusted text, every field optional."""
+
+    kind: str | None  # "train" (on a dataset) or "tune" (on one GIF)
+    family: str | None  # t2v, ltx or wan
+    base_model: str | None
+    rank: int | None
+    alpha: int | None
+    steps: int | None
+    dataset_sha256: str | None
+    trigger: str | None
+    examples: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Training:
+        """A Training body."""
+        examples = data.get("examples") or []
+        return cls(
+            kind=_text(data.get("kind")), family=_text(data.get("family")), base_model=_text(data.get("base_model")),
+            rank=_number(data.get("rank")), alpha=_number(data.get("alpha")), steps=_number(data.get("steps")),
+            dataset_sha256=_text(data.get("dataset_sha256")), trigger=_text(data.get("trigger")),
+            examples=tuple(str(e) for e in examples if isinstance(e, str)) if isinstance(examples, list) else (),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """One LoRA checkpoint in the engine's registry."""
 
@@ -85,13 +117,16 @@ class Checkpoint:
     valid: bool
     problem: str | None
     active: bool
+    training: Training | None = None  # how it was made, when its file says
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
         """A CheckpointInfo body."""
+        training = data.get("training")
         return cls(
             name=str(data["name"]), size_bytes=int(data["size_bytes"]), valid=bool(data["valid"]),
             problem=data.get("problem"), active=bool(data["active"]),
+            training=Training.from_json(training) if isinstance(training, dict) else None,
         )  # fmt: skip
 
 
@@ -162,3 +197,13 @@ class Limits:
     def from_json(cls, data: dict[str, Any]) -> Limits:
         """A LimitsBody body."""
         return cls(**{key: int(data[key]) for key in LIMIT_KEYS})
+
+
+def _text(value: Any) -> str | None:
+    """A string field, or None when absent or not a string."""
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: Any) -> int | None:
+    """A whole-number field, or None when absent or not one (a bool is not a number)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,4 +1,5 @@
-"""`/animate` options: `motion=`, `camera=`, `seed=`, `fps=` tokens, everything else is the prompt.
+"""`/animate` options (`motion=`, `camera=`, `seed=`, `fps=` tokens, everything else is the prompt), and what
+`/remix` (a new subject for a GIF's motion) and `/lora tune` (a checkpoint tuned on a GIF) ask for.
 
 A request is checked once, where it comes in (the words a user typed, a Discord command's arguments, a
 state file written by an older run), against engine/vocabulary.py; afterwards it is a typed value the bots
@@ -11,19 +12,25 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from bot.core.errors import OptionError
 from bot.core.models import LIMIT_KEYS
 from engine.vocabulary import CAMERAS, FPS, MAX_PROMPT_CHARS, MOTION_LEVELS, SEED, Camera, Motion, is_camera, is_motion
 
-__all__ = ["AnimateRequest", "OptionError", "parse_animate", "parse_limits"]
+__all__ = [
+    "AnimateRequest", "OptionError", "RemixRequest", "Request", "TuneRequest", "parse_animate",
+    "parse_limits", "parse_remix", "parse_tune", "request_of", "rerun",
+]  # fmt: skip
 
 MAX_SEED = SEED[1]
 KEYS = ("motion", "camera", "seed", "fps")
 # Only these keys make a token an option; "a=b" with any other key stays part of the prompt.
 TOKEN = re.compile(r"(?i)(motion|camera|seed|fps)=(.*)")
 LIMIT_TOKEN = re.compile(r"(?i)([a-z_]+)=(.*)")
+# The engine registry's checkpoint names (CHECKPOINT_NAME of its API), checked here for a sentence before an upload.
+CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NO_REMIX_PROMPT = "Say what the GIF should show instead, e.g. “a sloth is surfing”."
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class AnimateRequest:
     camera: Camera | None = None
     seed: int | None = None
     fps: int | None = None
+    kind: ClassVar[str] = "animate"
 
     @property
     def options(self) -> dict[str, Any]:
@@ -75,6 +83,89 @@ class AnimateRequest:
         )
 
 
+@dataclass(frozen=True)
+class RemixRequest:
+    """What to remix: the GIF's motion with this new subject; the seed None lets the engine pick one."""
+
+    prompt: str
+    seed: int | None = None
+    kind: ClassVar[str] = "remix"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The engine's RemixOptions JSON, only what was chosen (the output format is the adapter's)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def with_seed(self, seed: int | None) -> RemixRequest:
+        """The same remix with this seed (the 🔁 button); None drops it, so the engine picks a new one."""
+        return dataclasses.replace(self, seed=None if seed is None else _in_bounds("seed", seed, *SEED))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RemixRequest:
+        """A remix from typed values (a command's arguments, a state file's JSON), each checked."""
+        unknown = sorted(set(options) - {"prompt", "seed"})
+        if unknown:
+            raise OptionError(f"{unknown[0][:30]} isn't an option of a remix.")
+        prompt, seed = options.get("prompt"), options.get("seed")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise OptionError(NO_REMIX_PROMPT)
+        return cls(_checked_prompt(" ".join(prompt.split())), None if seed is None else _in_bounds("seed", seed, *SEED))
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """A checkpoint to tune on one GIF: its name in the registry and, optionally, what happens in the GIF."""
+
+    name: str
+    prompt: str | None = None
+    kind: ClassVar[str] = "tune"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The engine's TuneOptions JSON, only what was chosen."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> TuneRequest:
+        """A tune from typed values (a command's arguments, a state file's JSON), each checked."""
+        unknown = sorted(set(options) - {"name", "prompt"})
+        if unknown:
+            raise OptionError(f"{unknown[0][:30]} isn't an option of a tune.")
+        name, prompt = options.get("name"), options.get("prompt")
+        if not isinstance(name, str) or CHECKPOINT_NAME.fullmatch(name) is None:
+            shown = name if isinstance(name, str) and len(name) <= 30 else f"{str(name)[:30]}…"
+            raise OptionError(
+                f"{shown} can't be a checkpoint's name: use up to 100 letters, digits, dots, dashes and underscores, "
+                "starting with a letter or digit."
+            )
+        if prompt is not None and not isinstance(prompt, str):
+            raise OptionError("The prompt must be text.")
+        words = " ".join(prompt.split()) if prompt else ""
+        return cls(name, _checked_prompt(words) if words else None)
+
+
+Request = AnimateRequest | RemixRequest | TuneRequest
+REQUESTS: dict[str, type[AnimateRequest] | type[RemixRequest] | type[TuneRequest]] = {
+    "animate": AnimateRequest, "remix": RemixRequest, "tune": TuneRequest,
+}  # fmt: skip
+
+
+def rerun(request: Request, seed: int | None, *, more: bool) -> Request | None:
+    """What 🔁 (a new seed) or ⚡ (the result's seed, more motion) asks for; None where the button has no meaning."""
+    if isinstance(request, AnimateRequest):
+        return request.with_seed(seed).more_motion() if more else request.with_seed(None)
+    if isinstance(request, RemixRequest) and not more:
+        return request.with_seed(None)
+    return None
+
+
+def request_of(kind: str, options: Mapping[str, Any]) -> Request:
+    """The request of a job of this kind from its options JSON; OptionError for an unknown kind or a bad value."""
+    if kind not in REQUESTS:
+        raise OptionError(f"{kind[:30]} isn't a kind of job I make.")
+    return REQUESTS[kind].from_options(options)
+
+
 def usage(option: str) -> str:
     """The one-sentence usage of an option, naming its allowed values."""
     allowed = {
@@ -107,6 +198,18 @@ def parse_animate(text: str) -> AnimateRequest:
     if words:
         chosen["prompt"] = " ".join(words)
     return AnimateRequest.from_options(chosen)
+
+
+def parse_remix(text: str) -> RemixRequest:
+    """Parse what follows `/remix`: all of it is the new subject; OptionError when there is none."""
+    return RemixRequest.from_options({"prompt": text})
+
+
+def parse_tune(words: list[str]) -> TuneRequest:
+    """Parse what follows `/lora tune`: the checkpoint's name, then what happens in the GIF (optional)."""
+    if not words:
+        raise OptionError("Give the checkpoint a name: /lora tune NAME [what happens in the GIF].")
+    return TuneRequest.from_options({"name": words[0], "prompt": " ".join(words[1:]) or None})
 
 
 def parse_limits(text: str) -> dict[str, int]:

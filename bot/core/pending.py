@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from bot.core.errors import OptionError
-from bot.core.options import AnimateRequest
+from bot.core.options import Request, request_of
 from engine import safejson
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class PendingJob:
     key: str  # the idempotency key it was submitted with: tg:…, dc:…
     user_id: int
     chat_id: int  # Telegram's chat; Discord's channel
-    request: AnimateRequest
+    request: Request  # an animation, a remix or a tune; the state file keeps its kind beside its options
     poster: str | None  # who posted the meme, credited under the result
     image: str  # where the meme can be fetched again: Telegram's file_id, Discord's attachment URL
     filename: str
@@ -55,13 +55,14 @@ class PendingJob:
         """The record as the state file keeps it: the request as its options JSON, nothing else nested."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["request"] = self.request.options
+        data["kind"] = self.request.kind
         data["source"] = list(self.source) if self.source is not None else None
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PendingJob:
         """A record from the state file; ValueError naming the first field that is unknown, missing or wrong."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} | {"kind"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown field {unknown[0]!r}")
@@ -76,8 +77,11 @@ class PendingJob:
             if f.name == "request":
                 if not isinstance(value, Mapping):
                     raise ValueError("request is not an object")
+                kind = data.get("kind", "animate")  # files written before remixes hold animations only
+                if not isinstance(kind, str):
+                    raise ValueError("kind is not text")
                 try:
-                    value = AnimateRequest.from_options(value)
+                    value = request_of(kind, value)
                 except OptionError as exc:
                     raise ValueError(f"request: {exc.message}") from None
             elif f.name == "source":
