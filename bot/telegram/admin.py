@@ -1,4 +1,4 @@
-"""Admin commands, for [telegram] admins only: /lora, /stats, /ban, /unban, /limits."""
+"""Admin commands, for [telegram] admins only: /lora (list, use, off, tune), /stats, /ban, /unban, /limits."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.core import messages
-from bot.core.errors import BotError
-from bot.core.options import parse_limits
+from bot.core.errors import BotError, OptionError
+from bot.core.options import parse_limits, parse_tune
+from bot.telegram.delivery import start_job
 from bot.telegram.handlers import reply
+from bot.telegram.media import clip_source
 from bot.telegram.runtime import PLATFORM, runtime
 
 log = logging.getLogger(__name__)
@@ -28,9 +30,12 @@ async def _admin_args(update: Update, context: ContextTypes.DEFAULT_TYPE) -> lis
 
 
 async def lora(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/lora lists the checkpoints; /lora use NAME switches; /lora off goes back to the base model."""
+    """/lora lists the checkpoints; /lora use NAME switches; /lora off goes back to the base model; /lora tune."""
     args = await _admin_args(update, context)
     if args is None or update.effective_message is None:
+        return
+    if args[:1] == ["tune"]:
+        await _tune(update, context, args[1:])
         return
     engine = runtime(context).engine
     try:
@@ -47,6 +52,26 @@ async def lora(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     except BotError as exc:
         answer = messages.error_text(exc)
     await reply(update.effective_message, answer)
+
+
+async def _tune(update: Update, context: ContextTypes.DEFAULT_TYPE, words: list[str]) -> None:
+    """/lora tune NAME [what happens in it], in reply to a GIF or video: a checkpoint tuned on it, followed live."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    source = clip_source(message.reply_to_message)
+    if source is None:
+        await reply(message, messages.TUNE_NEED_CLIP)
+        return
+    try:
+        request = parse_tune(words)
+    except OptionError as exc:
+        await reply(message, exc.message)
+        return
+    await start_job(
+        runtime(context), context.bot, chat_id=message.chat_id, user_id=user.id, source=source, request=request,
+        key=f"tg:{message.chat_id}:{message.message_id}", poster=None,
+    )  # fmt: skip
 
 
 async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

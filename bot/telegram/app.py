@@ -39,6 +39,9 @@ MIN_EDIT_INTERVAL_S = 1.0  # Telegram's per-chat pace: about one message or edit
 # A caption that starts with /animate on a photo, image document, sticker or animation.
 ANIMATE_CAPTION = filters.CaptionRegex(r"(?i)^/animate(@\w+)?(\s|$)")
 MEDIA = filters.PHOTO | filters.Document.ALL | filters.Sticker.ALL | filters.ANIMATION
+# A caption that starts with /remix on a GIF, video or clip document.
+REMIX_CAPTION = filters.CaptionRegex(r"(?i)^/remix(@\w+)?(\s|$)")
+CLIPS = filters.ANIMATION | filters.VIDEO | filters.Document.ALL
 SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as a secret_token
 
 
@@ -103,7 +106,11 @@ def add_handlers(application: Application) -> None:
             CommandHandler("help", handlers.help_command),
             CommandHandler("animate", handlers.animate),
             MessageHandler(ANIMATE_CAPTION & MEDIA, handlers.animate),
-            MessageHandler(filters.PHOTO & filters.ChatType.PRIVATE & ~ANIMATE_CAPTION, handlers.offer),
+            CommandHandler("remix", handlers.remix),
+            MessageHandler(REMIX_CAPTION & (MEDIA | CLIPS), handlers.remix),  # on a photo: "reply to a GIF"
+            MessageHandler(
+                filters.PHOTO & filters.ChatType.PRIVATE & ~ANIMATE_CAPTION & ~REMIX_CAPTION, handlers.offer
+            ),
             CallbackQueryHandler(handlers.button, pattern=r"^mim:"),
             CommandHandler("history", handlers.history),
             CommandHandler("quota", handlers.quota),

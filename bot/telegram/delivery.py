@@ -1,4 +1,8 @@
-"""A job's life in a chat: submit, "Queued — #3", throttled stage edits, the result with its buttons."""
+"""A job's life in a chat: submit, "Queued — #3", throttled stage edits, the result with its buttons.
+
+The same for every kind: an animation or a remix ends with its MP4, a tune with the sentence that its
+checkpoint is ready.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, R
 from telegram.error import BadRequest, TelegramError
 
 from bot.core import messages
-from bot.core.errors import EngineError, EngineUnavailable
+from bot.core.errors import BotError, EngineError
 from bot.core.follow import follow
 from bot.core.models import Job
-from bot.core.options import AnimateRequest
+from bot.core.options import Request, TuneRequest
 from bot.core.pending import PendingJob
 from bot.telegram import sending
 from bot.telegram.media import Source, download
@@ -25,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 async def start_job(
-    rt: Runtime, bot: Bot, *, chat_id: int, user_id: int, source: Source, request: AnimateRequest, key: str,
+    rt: Runtime, bot: Bot, *, chat_id: int, user_id: int, source: Source, request: Request, key: str,
     poster: str | None,
 ) -> None:  # fmt: skip
     """Submit once per idempotency key and answer "Queued"; duplicates of a known key are ignored."""
@@ -40,18 +44,17 @@ async def start_job(
 
 
 async def _submit(
-    rt: Runtime, bot: Bot, *, chat_id: int, user_id: int, source: Source, request: AnimateRequest, key: str,
+    rt: Runtime, bot: Bot, *, chat_id: int, user_id: int, source: Source, request: Request, key: str,
     poster: str | None,
 ) -> None:  # fmt: skip
     reply = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)
     try:
-        image = await download(bot, source)
-        job = await rt.engine.submit(
-            image, filename=source.filename, options={**request.options, "format": RESULT_FORMAT},
-            platform=PLATFORM, user_id=str(user_id), chat_id=str(chat_id), is_admin=rt.is_admin(user_id),
-            idempotency_key=key,
+        data = await download(bot, source)
+        job = await rt.engine.make(
+            request, data, filename=source.filename, output={"format": RESULT_FORMAT}, platform=PLATFORM,
+            user_id=str(user_id), chat_id=str(chat_id), is_admin=rt.is_admin(user_id), idempotency_key=key,
         )  # fmt: skip
-    except (EngineError, EngineUnavailable) as exc:
+    except BotError as exc:
         line = messages.error_text(exc)
         rt.throttle.reserve(chat_id)
         await sending.call(lambda: bot.send_message(chat_id, line, reply_parameters=reply), what="send")
@@ -130,8 +133,11 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
     if job.status != "done":
         await end_without_result(rt, bot, job.id, messages.error_text(job))
         return
+    if isinstance(kept.request, TuneRequest):  # a checkpoint, not a file: the status line says it is ready
+        await end_without_result(rt, bot, job.id, messages.tune_ready_text(job.made or kept.request.name))
+        return
     data, _ = await rt.engine.result(job.id)
-    caption = messages.result_caption(kept.poster, (job.script or {}).get("motion_prompt"))
+    caption = caption_of(kept, job)
     # Telegram has no call to ask whether a message went out, so a bot stopped between sendAnimation and
     # the `delivered` write can't know. It records `sending` first; after a restart such a job is sent
     # again under a line that says so: a labelled duplicate now and then beats a result that never comes.
@@ -141,7 +147,7 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
     else:
         rt.pending.update(job.id, sending=True)
     rt.throttle.reserve(kept.chat_id)
-    sent = await send_result(bot, kept.chat_id, data, caption, job.id, reply_to=kept.reply_to)
+    sent = await send_result(bot, kept.chat_id, data, caption, job.id, reply_to=kept.reply_to, kind=kept.request.kind)
     rt.pending.update(job.id, delivered=True, seed=job.seed, result_id=sent.message_id, at=time.time())
     rt.shown.pop(job.id, None)
     log.info("job %s delivered to chat %s", job.id, kept.chat_id)
@@ -168,13 +174,20 @@ async def end_without_result(rt: Runtime, bot: Bot, job_id: str, line: str) -> b
     return True
 
 
+def caption_of(kept: PendingJob, job: Job) -> str:
+    """A result's caption: who posted the meme or GIF, and the motion prompt or the remix's new subject."""
+    if kept.request.kind == "remix":
+        return messages.remix_caption(kept.poster, kept.request.prompt)
+    return messages.result_caption(kept.poster, (job.script or {}).get("motion_prompt"))
+
+
 async def send_result(
-    bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int | None
+    bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int | None, kind: str = "animate"
 ) -> Message:
     """sendAnimation with the MP4, replying to the meme, with the result buttons; no parse_mode."""
     return await sending.call(
         lambda: bot.send_animation(
-            chat_id, data, caption=caption, filename=f"{job_id[:12]}.mp4", reply_markup=result_buttons(job_id),
+            chat_id, data, caption=caption, filename=f"{job_id[:12]}.mp4", reply_markup=result_buttons(job_id, kind),
             reply_parameters=(
                 ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
             ),
@@ -183,9 +196,8 @@ async def send_result(
     )  # fmt: skip
 
 
-def result_buttons(job_id: str) -> InlineKeyboardMarkup:
-    """🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete; callback data `mim:<action>:<job id>` fits 64 bytes."""
-    row = [
-        InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}") for action, label in messages.RESULT_BUTTONS
-    ]
-    return InlineKeyboardMarkup([row[:2], row[2:]])
+def result_buttons(job_id: str, kind: str = "animate") -> InlineKeyboardMarkup:
+    """🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete (a remix: 🔁 🗑); callback data `mim:<action>:<id>` ≤ 64 bytes."""
+    buttons = messages.REMIX_BUTTONS if kind == "remix" else messages.RESULT_BUTTONS
+    row = [InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}") for action, label in buttons]
+    return InlineKeyboardMarkup([row[:2], row[2:]] if len(row) > 2 else [row])

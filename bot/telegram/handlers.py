@@ -1,4 +1,5 @@
-"""The user commands and buttons: /start, /help, /animate (and its caption form), /history, /quota, /cancel."""
+"""The user commands and buttons: /start, /help, /animate and /remix (and their caption forms), /history, /quota,
+/cancel."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from telegram.ext import ContextTypes
 
 from bot.core import messages
 from bot.core.errors import BotError, OptionError
-from bot.core.options import parse_animate
+from bot.core.options import parse_animate, parse_remix, rerun
 from bot.telegram import sending
 from bot.telegram.delivery import end_without_result, send_result, start_job
-from bot.telegram.media import Source, image_source
+from bot.telegram.media import Source, clip_source, image_source
 from bot.telegram.runtime import PLATFORM, runtime
 
 log = logging.getLogger(__name__)
 
 COMMAND = re.compile(r"^/animate(?:@(\w+))?(?:\s+(.*))?$", re.DOTALL | re.IGNORECASE)
+REMIX = re.compile(r"^/remix(?:@(\w+))?(?:\s+(.*))?$", re.DOTALL | re.IGNORECASE)
+KEPT_KINDS = ("animate", "remix")  # the jobs whose result is a file to send again
 ACTIVE = ("queued", "running")
 
 
@@ -48,15 +51,15 @@ async def animate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    match = COMMAND.match(message.text or message.caption or "")
-    if match is None or (match.group(1) and match.group(1).lower() != context.bot.username.lower()):
+    words = _arguments(COMMAND, message, context.bot.username)
+    if words is None:
         return  # /animate@another_bot
     source = image_source(message) or image_source(message.reply_to_message)
     if source is None:
         await reply(message, messages.NEED_IMAGE)
         return
     try:
-        request = parse_animate(match.group(2) or "")
+        request = parse_animate(words)
     except OptionError as exc:
         await reply(message, messages.error_text(exc))
         return
@@ -65,6 +68,38 @@ async def animate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         runtime(context), context.bot, chat_id=message.chat_id, user_id=user.id, source=source, request=request,
         key=f"tg:{message.chat_id}:{message.message_id}", poster=_poster(holder),
     )  # fmt: skip
+
+
+async def remix(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/remix PROMPT: as a reply to a GIF or video (or as the caption of one), its motion with a new subject."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    words = _arguments(REMIX, message, context.bot.username)
+    if words is None:
+        return  # /remix@another_bot
+    source = clip_source(message) or clip_source(message.reply_to_message)
+    if source is None:
+        await reply(message, messages.NEED_CLIP)
+        return
+    try:
+        request = parse_remix(words)
+    except OptionError as exc:
+        await reply(message, exc.message)
+        return
+    holder = message if source.message_id == message.message_id else message.reply_to_message
+    await start_job(
+        runtime(context), context.bot, chat_id=message.chat_id, user_id=user.id, source=source, request=request,
+        key=f"tg:{message.chat_id}:{message.message_id}", poster=_poster(holder),
+    )  # fmt: skip
+
+
+def _arguments(command: re.Pattern[str], message: Message, username: str) -> str | None:
+    """What follows the command in the text or caption; None when it is addressed to another bot."""
+    match = command.match(message.text or message.caption or "")
+    if match is None or (match.group(1) and match.group(1).lower() != username.lower()):
+        return None
+    return match.group(2) or ""
 
 
 async def offer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -109,13 +144,10 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 key=f"tg:{chat_id}:{message.message_id}", poster=_poster(message.reply_to_message),
             )  # fmt: skip
         elif action in ("again", "more"):
-            if kept is None:
+            request = rerun(kept.request, kept.seed, more=action == "more") if kept is not None else None
+            if kept is None or request is None:
                 await sending.call(lambda: context.bot.send_message(chat_id, messages.UNKNOWN_JOB), what="send")
                 return
-            if action == "again":
-                request = kept.request.with_seed(None)
-            else:  # the same seed, so only the motion changes
-                request = kept.request.with_seed(kept.seed).more_motion()
             source = Source(kept.image, kept.filename, kept.reply_to or message.message_id)
             await start_job(
                 rt, context.bot, chat_id=chat_id, user_id=user_id, source=source, request=request,
@@ -135,7 +167,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             data, _ = await rt.engine.result(job_id)
             job = await rt.engine.get(job_id)
             caption = messages.result_caption(None, (job.script or {}).get("motion_prompt"))
-            await send_result(context.bot, chat_id, data, caption, job_id, reply_to=message.message_id)
+            await send_result(context.bot, chat_id, data, caption, job_id, reply_to=message.message_id, kind=job.kind)
     except BotError as exc:
         line = messages.error_text(exc, job_id=job_id)
         await sending.call(lambda: context.bot.send_message(chat_id, line), what="send")
@@ -154,7 +186,7 @@ async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     buttons = [
         InlineKeyboardButton(str(n), callback_data=f"mim:send:{job.id}")
         for n, job in enumerate(jobs, start=1)
-        if job.status == "done"
+        if job.status == "done" and job.kind in KEPT_KINDS
     ]
     markup = InlineKeyboardMarkup([buttons[:5], buttons[5:]]) if buttons else None
     await sending.call(

@@ -13,14 +13,16 @@ from PIL import Image
 from telegram.ext import Application
 
 from bot.core.pending import PendingJob, PendingJobs
+from bot.settings import BotSettings
 from bot.telegram.app import build_application, polling
 from bot.telegram.runtime import runtime_of
+from engine.config import Settings, load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
 from engine.service.keys import Tokens
 from tests.fakes.telegram import WAIT_S, Call, FakeTelegram, Users
 from tests.support.ports import free_port
-from tests.support.settings import both
+from tests.support.settings import BOT_SECTIONS, both
 
 TG_TOKEN = "4242:fake-telegram-token"
 ENGINE_TOKEN, ADMIN_TOKEN = "engine-bot-token", "engine-admin-token"
@@ -35,7 +37,10 @@ HANG_S = 600.0  # a whole scenario: only a guard against a hang, larger than any
 class World:
     """A fake Telegram, the real engine on a fixed loopback port, and bots built from one settings object."""
 
-    def __init__(self, tmp_path: Path, pipeline: Pipeline, fake: FakeTelegram, sections: dict[str, Any]) -> None:
+    def __init__(
+        self, tmp_path: Path, pipeline: Pipeline, fake: FakeTelegram, sections: dict[str, Any],
+        config: Path | None = None,
+    ) -> None:  # fmt: skip
         self.fake, self.users, self.pipeline = fake, Users(fake), pipeline
         port = free_port()
         self.checkpoints = tmp_path / "ckpt"
@@ -52,7 +57,7 @@ class World:
         }  # fmt: skip
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
-        self.settings, self.bot_settings = both(base)
+        self.settings, self.bot_settings = settings_of(base, config)
         self.application: Application | None = None  # the bot last started by bot()
         self._fetches_before = 0  # how many getUpdates the fake had answered before that bot started
         self._runner: web.AppRunner | None = None
@@ -101,16 +106,27 @@ class World:
             assert not still, f"job watchers still running after {WAIT_S} s: {[t.get_name() for t in still]}"
 
 
+def settings_of(base: dict[str, Any], config: Path | None) -> tuple[Settings, BotSettings]:
+    """Both processes' settings: `base` over the shipped defaults, or over the config file at `config`."""
+    settings, bots = both(base)
+    if config is not None:  # e.g. DIR/tiny.toml: the GPU backend on tiny models, for /remix and /lora tune
+        settings = replace(load_settings(config), **{k: v for k, v in base.items() if k not in BOT_SECTIONS})
+    return settings, bots
+
+
 def run(
     tmp_path: Path, pipeline: Pipeline, scenario: Callable[[World], Awaitable[None]], *, engine: bool = True,
-    bot: bool = True, **sections: dict[str, Any],
+    bot: bool = True, config: Path | None = None, **sections: dict[str, Any],
 ) -> None:  # fmt: skip
-    """A fresh world; the engine and a bot running around `scenario` (without `bot`, the scenario starts them)."""
+    """A fresh world; the engine and a bot running around `scenario` (without `bot`, the scenario starts them).
+
+    `config` is a config file the engine's settings start from instead of the shipped defaults.
+    """
 
     async def main() -> None:
         fake = FakeTelegram(TG_TOKEN)
         await fake.start()
-        world = World(tmp_path, pipeline, fake, sections)
+        world = World(tmp_path, pipeline, fake, sections, config)
         try:
             if engine:
                 await world.start_engine()

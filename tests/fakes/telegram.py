@@ -341,7 +341,7 @@ class Users:
             **content,
         }
         if text is not None:
-            key = "caption" if any(k in content for k in ("photo", "document", "sticker", "animation")) else "text"
+            key = "caption" if {"photo", "document", "sticker", "animation", "video"} & content.keys() else "text"
             message[key] = text
             if text.startswith("/"):
                 command = text.split()[0]
@@ -369,6 +369,16 @@ class Users:
         file_id = self.fake.add_file(data, name)
         doc = {"file_id": file_id, "file_unique_id": file_id, "file_name": name, "mime_type": mime}
         return {"document": {**doc, "file_size": len(data)}}
+
+    def animation(self, data: bytes, name: str = "animation.mp4", mime: str = "video/mp4") -> dict[str, Any]:
+        """The `animation` and `document` fields of a GIF as Telegram sends it (an MP4 unless sent as a file)."""
+        fields = self.document(data, name, mime)["document"]
+        return {"animation": {**fields, "width": 64, "height": 64, "duration": 1}, "document": fields}
+
+    def video(self, data: bytes, name: str = "video.mp4") -> dict[str, Any]:
+        """The `video` field of a message."""
+        fields = self.document(data, name, "video/mp4")["document"]
+        return {"video": {**fields, "width": 64, "height": 64, "duration": 1}}
 
     def sticker(self, data: bytes, *, animated: bool = False) -> dict[str, Any]:
         """The `sticker` field of a message: a static WebP sticker unless animated."""
