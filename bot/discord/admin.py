@@ -1,4 +1,4 @@
-"""The admin commands: /lora list|use|off, /stats, /ban, /unban, /limits.
+"""The admin commands: /lora list|use|off|tune, /stats, /ban, /unban, /limits.
 
 Discord hides them from members without Manage Server (default_permissions, guild-only); each is checked
 again against [discord] admins when used, because a server's owner can grant them to anyone.
@@ -12,7 +12,9 @@ import discord
 from discord import app_commands
 
 from bot.core import messages
-from bot.core.errors import BotError
+from bot.core.errors import BotError, OptionError
+from bot.core.options import MAX_PROMPT_CHARS, TuneRequest
+from bot.discord import clips
 from bot.discord.runtime import PLATFORM, Runtime, runtime_of, say
 
 ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
@@ -53,6 +55,29 @@ async def lora_use(interaction: discord.Interaction, name: app_commands.Range[st
 async def lora_off(interaction: discord.Interaction) -> None:
     """/lora off."""
     await _activate(interaction, None)
+
+
+@lora.command(name="tune", description="Tune a checkpoint on a GIF (attached, or the newest in this channel)")
+@app_commands.describe(
+    name="the new checkpoint's name: letters, digits, dots, dashes and underscores",
+    prompt="what happens in the GIF (optional: the engine writes one)",
+    gif="the GIF or video (without it: the newest one in this channel)",
+)
+async def lora_tune(
+    interaction: discord.Interaction,
+    name: app_commands.Range[str, 1, 100],
+    prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS] | None = None,
+    gif: discord.Attachment | None = None,
+) -> None:
+    """/lora tune name:<text> [prompt] [gif]: a training job with live progress, then "Checkpoint NAME is ready"."""
+    if await _admin(interaction) is None:
+        return
+    try:
+        request = TuneRequest.from_options({"name": name, "prompt": prompt})
+    except OptionError as exc:
+        await say(interaction, exc.message)
+        return
+    await clips.start_on_clip(interaction, gif, request)
 
 
 @lora_use.autocomplete("name")

@@ -1,4 +1,5 @@
-"""What members use: /animate, Apps → Animate meme, the reply trigger, /history, /quota, /cancel, /help, buttons.
+"""What members use: /animate, /remix, Apps → Animate meme, the reply trigger, /history, /quota, /cancel, /help,
+buttons.
 
 Everything a user did wrong, or must wait for, is answered ephemerally in one sentence. The admin commands
 live in admin.py; `register` puts both on the tree.
@@ -15,10 +16,19 @@ from discord import app_commands
 
 from bot.core import formatting, messages
 from bot.core.errors import BotError, OptionError
-from bot.core.options import CAMERAS, MAX_PROMPT_CHARS, MAX_SEED, AnimateRequest, parse_animate
+from bot.core.options import (
+    CAMERAS,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    AnimateRequest,
+    RemixRequest,
+    Request,
+    parse_animate,
+    rerun,
+)
 from bot.core.pending import PendingJob
-from bot.discord import admin, delivery, media
-from bot.discord.runtime import DEFAULT_UPLOAD_LIMIT, NONE, PLATFORM, Runtime, runtime_of, say
+from bot.discord import admin, clips, delivery, media
+from bot.discord.runtime import DEFAULT_UPLOAD_LIMIT, NONE, PLATFORM, Runtime, poster_of, runtime_of, say
 from engine.vocabulary import Motion
 
 log = logging.getLogger(__name__)
@@ -26,11 +36,6 @@ log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
 MENTION = re.compile(r"<@!?(\d+)>")
 CAMERA_CHOICES = [app_commands.Choice(name=camera, value=camera) for camera in CAMERAS]
-
-
-def poster_of(user: discord.abc.User | None) -> str | None:
-    """Who posted the meme, for the caption's credit (never a bot)."""
-    return user.display_name if user is not None and not user.bot else None
 
 
 # --- animating ---
@@ -80,6 +85,25 @@ async def animate_message(interaction: discord.Interaction, message: discord.Mes
     )
 
 
+@app_commands.command(name="remix", description="A GIF's motion with a new subject")
+@app_commands.describe(
+    prompt="what the GIF should show instead, e.g. a sloth is surfing",
+    gif="the GIF or video (without it: the newest one in this channel)",
+)
+async def remix(
+    interaction: discord.Interaction,
+    prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+    gif: discord.Attachment | None = None,
+) -> None:
+    """/remix prompt:<text> [gif:<attachment>]."""
+    try:
+        request = RemixRequest.from_options({"prompt": prompt})
+    except OptionError as exc:
+        await say(interaction, exc.message)
+        return
+    await clips.start_on_clip(interaction, gif, request)
+
+
 async def _animate(
     interaction: discord.Interaction, image: media.Image, request: AnimateRequest, *, poster: str | None,
     source: tuple[int, int] | None = None,
@@ -93,7 +117,8 @@ async def _animate(
 
 
 async def on_reply(client: discord.Client, rt: Runtime, message: discord.Message) -> None:
-    """`@bot` (or `@bot make him dance`) in a reply to a meme, or on a message carrying one."""
+    """`@bot` (or `@bot make him dance`) in a reply to a meme, or on a message carrying one; `@bot remix a sloth
+    is surfing` in a reply to a GIF, or on a message carrying one."""
     me = client.user
     # Named in the text: a reply to the bot's own message lists it in `mentions` too (the reply ping), and
     # "lol" under a result must not animate the result.
@@ -109,20 +134,26 @@ async def on_reply(client: discord.Client, rt: Runtime, message: discord.Message
                 target = await message.channel.fetch_message(message.reference.message_id)
             except discord.HTTPException:
                 target = None
-    found = media.in_message(target) if target is not None else None
+    text = MENTION.sub(" ", message.content)
+    first, *rest = text.split(maxsplit=1) or [""]
+    remixing = first.lower() == "remix"
+    find = media.clip_in_message if remixing else media.in_message
+    found = find(target) if target is not None else None
     holder = target
     if found is None:
-        found, holder = media.in_message(message), message
+        found, holder = find(message), message
     if found is None:
-        line = messages.DISCORD_NEED_IMAGE
+        line = messages.DISCORD_NEED_CLIP if remixing else messages.DISCORD_NEED_IMAGE
         if target is not None and not client.intents.message_content:
-            line = messages.DISCORD_CANT_SEE_REPLY  # without the intent Discord hides other messages' attachments
+            # without the intent Discord hides other messages' attachments
+            line = messages.DISCORD_CANT_SEE_REPLIED_CLIP if remixing else messages.DISCORD_CANT_SEE_REPLY
         await message.reply(line, mention_author=False, allowed_mentions=NONE)
         return
     try:
-        request = parse_animate(MENTION.sub(" ", message.content))
+        request: Request = RemixRequest.from_options({"prompt": "".join(rest)}) if remixing else parse_animate(text)
     except OptionError as exc:
-        await message.reply(messages.error_text(exc), mention_author=False, allowed_mentions=NONE)
+        line = exc.message if remixing else messages.error_text(exc)
+        await message.reply(line, mention_author=False, allowed_mentions=NONE)
         return
     assert holder is not None
     limit = message.guild.filesize_limit if message.guild is not None else DEFAULT_UPLOAD_LIMIT
@@ -195,12 +226,14 @@ def help_text(*, is_admin: bool, replies: bool) -> str:
         f"{messages.BOT_NAME} turns a meme into an animated GIF.",
         "• /animate with the meme attached (prompt, motion, camera and seed are optional)",
         "• Apps → Animate meme on any message with an image",
+        "• /remix with what a GIF should show instead (and the GIF, or I take the newest one here)",
     ]
     if replies:
         lines.append("• reply to a meme and mention me, e.g. “@me make him dance motion=high”")
+        lines.append("• reply to a GIF with “@me remix a sloth is surfing”")
     lines.append("• /history, /quota, /cancel")
     if is_admin:
-        lines.append("Admins: /lora list|use|off, /stats, /ban, /unban, /limits")
+        lines.append("Admins: /lora list|use|off|tune, /stats, /ban, /unban, /limits")
     return "\n".join(lines)
 
 
@@ -231,13 +264,10 @@ async def on_button(interaction: discord.Interaction, action: str, job_id: str) 
             line = messages.error_text(exc, job_id=job_id)
         await interaction.followup.send(formatting.defuse_mentions(line), ephemeral=True, allowed_mentions=NONE)
         return
-    if kept is None:
+    request = rerun(kept.request, kept.seed, more=action == "more") if kept is not None else None
+    if kept is None or request is None:
         await interaction.response.send_message(messages.UNKNOWN_JOB, ephemeral=True, allowed_mentions=NONE)
         return
-    if action == "again":
-        request = kept.request.with_seed(None)
-    else:  # the same seed, so only the motion changes
-        request = kept.request.with_seed(kept.seed).more_motion()
     await interaction.response.defer(thinking=True)
     req = delivery.Request(
         image=await _fresh_image(interaction.client, kept), request=request, key=f"dc:{interaction.id}", user=user,
@@ -248,14 +278,15 @@ async def on_button(interaction: discord.Interaction, action: str, job_id: str) 
 
 
 async def _fresh_image(client: discord.Client, kept: PendingJob) -> media.Image:
-    """The meme again: from its message when there is one (attachment links expire), else the kept link."""
+    """The meme or GIF again: from its message when there is one (attachment links expire), else the kept link."""
+    find = media.in_message if isinstance(kept.request, AnimateRequest) else media.clip_in_message
     if kept.source is not None:
         channel_id, message_id = kept.source
         try:
             message = await client.get_partial_messageable(channel_id).fetch_message(message_id)
         except discord.HTTPException:
             message = None
-        found = media.in_message(message) if message is not None else None
+        found = find(message) if message is not None else None
         if found is not None:
             return found
     return media.Image(kept.image, kept.filename or "meme")
@@ -264,7 +295,7 @@ async def _fresh_image(client: discord.Client, kept: PendingJob) -> media.Image:
 def register(tree: app_commands.CommandTree[discord.Client]) -> None:
     """Every command on the tree, and its error handler."""
     every: tuple[app_commands.Command[Any, Any, Any] | app_commands.ContextMenu | app_commands.Group, ...] = (
-        animate, animate_message, history, quota, cancel, help_command, *admin.COMMANDS,
+        animate, animate_message, remix, history, quota, cancel, help_command, *admin.COMMANDS,
     )  # fmt: skip
     for command in every:
         tree.add_command(command)

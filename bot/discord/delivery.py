@@ -3,7 +3,8 @@
 A job's status lives in one message. Started from an interaction, that message is the interaction's
 response, edited through its token for 15 minutes; started by a reply, it is the bot's own reply. Either way
 the state file keeps what is needed to finish the job after a restart: the token (until it dies), the
-channel and the message ids.
+channel and the message ids. Every kind goes the same way: an animation or a remix ends with its file, a
+tune with the sentence that its checkpoint is ready.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from bot.core import formatting, messages
 from bot.core.errors import BotError, EngineError
 from bot.core.follow import follow
 from bot.core.models import Job
-from bot.core.options import AnimateRequest
+from bot.core.options import Request as JobRequest
+from bot.core.options import TuneRequest
 from bot.core.pending import PendingJob
 from bot.discord import media
 from bot.discord.runtime import KEEP_DELIVERED, NONE, PLATFORM, TOKEN_LIFETIME_S, Runtime, chat_of, token_usable
@@ -43,10 +45,10 @@ class NoStatus(discord.DiscordException):
 
 @dataclass(frozen=True)
 class Request:
-    """Everything one animation needs, whatever started it."""
+    """Everything one job needs, whatever started it."""
 
     image: media.Image
-    request: AnimateRequest
+    request: JobRequest  # an animation, a remix or a tune
     key: str  # idempotency key: dc:<interaction id> or dc:<message id>
     user: discord.abc.User
     guild_id: int | None
@@ -57,12 +59,11 @@ class Request:
 
 
 async def submit(rt: Runtime, req: Request) -> Job:
-    """Download the meme and queue it; BotError (with its sentence) for anything a user did or must wait for."""
+    """Download the meme or GIF and queue it; BotError (with its sentence) for anything a user did or must wait for."""
     data = await media.download(_http(rt), req.image)
-    return await rt.engine.submit(
-        data, filename=req.image.filename,
-        options={**req.request.options, "format": RESULT_FORMAT, "max_bytes": req.upload_limit,
-                 "fallback_format": FALLBACK_FORMAT},
+    return await rt.engine.make(
+        req.request, data, filename=req.image.filename,
+        output={"format": RESULT_FORMAT, "max_bytes": req.upload_limit, "fallback_format": FALLBACK_FORMAT},
         platform=PLATFORM, user_id=str(req.user.id), chat_id=_chat(req), is_admin=rt.is_admin(req.user),
         idempotency_key=req.key,
     )  # fmt: skip
@@ -261,9 +262,16 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
     if job.status != "done":
         await end_without_result(rt, client, job.id, messages.error_text(job))
         return
+    if isinstance(kept.request, TuneRequest):  # a checkpoint, not a file: the status line says it is ready
+        await end_without_result(rt, client, job.id, messages.tune_ready_text(job.made or kept.request.name))
+        return
     data, content_type = await rt.engine.result(job.id)
     extension = "mp4" if content_type.startswith("video/") else "gif"
-    caption = formatting.defuse_mentions(messages.result_caption(kept.poster, (job.script or {}).get("motion_prompt")))
+    if kept.request.kind == "remix":
+        caption = messages.remix_caption(kept.poster, kept.request.prompt)
+    else:
+        caption = messages.result_caption(kept.poster, (job.script or {}).get("motion_prompt"))
+    caption = formatting.defuse_mentions(caption)
     if kept.sending:
         # A restart came between the upload and recording it. Through a live token the message says whether
         # the upload landed; otherwise send again under a line that says so, rather than never.
@@ -274,7 +282,8 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
     else:
         rt.pending.update(job.id, sending=True)
     try:
-        message_id = await _upload(client, kept, job.id, data, f"makeitmove-{job.id[:12]}.{extension}", caption)
+        name = f"makeitmove-{job.id[:12]}.{extension}"
+        message_id = await _upload(client, kept, job.id, data, name, caption, result_view(job.id, kept.request.kind))
     except discord.HTTPException as exc:
         if exc.status >= 500:
             raise  # Discord's own trouble: the watcher tries again
@@ -303,7 +312,9 @@ async def _already_sent(client: discord.Client, kept: PendingJob) -> bool:
     return False
 
 
-async def _upload(client: discord.Client, kept: PendingJob, job_id: str, data: bytes, name: str, caption: str) -> int:
+async def _upload(
+    client: discord.Client, kept: PendingJob, job_id: str, data: bytes, name: str, caption: str, view: discord.ui.View
+) -> int:
     """The result with its buttons: in place of the status while the token lives, else as a reply below it."""
 
     def file() -> discord.File:
@@ -311,7 +322,7 @@ async def _upload(client: discord.Client, kept: PendingJob, job_id: str, data: b
 
     if token_usable(kept) and not kept.reply_to and kept.status_id is not None:
         try:
-            message = await edit_message(client, kept, content=caption, attachments=[file()], view=result_view(job_id))
+            message = await edit_message(client, kept, content=caption, attachments=[file()], view=view)
             assert message is not None
             return message.id
         except discord.HTTPException as exc:
@@ -325,7 +336,7 @@ async def _upload(client: discord.Client, kept: PendingJob, job_id: str, data: b
         extra["reference"] = discord.MessageReference(
             message_id=below, channel_id=kept.chat_id, fail_if_not_exists=False
         )
-    sent = await channel.send(caption, file=file(), view=result_view(job_id), allowed_mentions=NONE, **extra)
+    sent = await channel.send(caption, file=file(), view=view, allowed_mentions=NONE, **extra)
     with contextlib.suppress(discord.HTTPException, NoStatus):  # a status line left behind is untidy, not wrong
         if kept.reply_to and kept.status_id:
             await channel.get_partial_message(kept.status_id).delete()

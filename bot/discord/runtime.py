@@ -51,6 +51,11 @@ class Runtime:
         return bool(permissions is not None and permissions.manage_guild)
 
 
+def poster_of(user: discord.abc.User | None) -> str | None:
+    """Who posted the meme or GIF, for the caption's credit (never a bot)."""
+    return user.display_name if user is not None and not user.bot else None
+
+
 def token_usable(kept: PendingJob, now: float | None = None) -> bool:
     """The job's interaction token (if it has one) can still edit its messages."""
     expires = kept.token_expires

@@ -1,4 +1,4 @@
-"""The buttons under a result: 🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete.
+"""The buttons under a result: 🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete (under a remix: 🔁 and 🗑).
 
 Each is a DynamicItem whose custom_id, `mim:<action>:<job id>`, carries all it needs, so buttons on results
 sent before a restart keep working: discord.py matches the id against the template, not a live View. What a
@@ -48,9 +48,9 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMP
         await cast(ButtonHandler, interaction.client).on_result_button(interaction, self.action, self.job_id)
 
 
-def result_view(job_id: str) -> discord.ui.View:
-    """The four buttons of a result, persistent (no timeout)."""
+def result_view(job_id: str, kind: str = "animate") -> discord.ui.View:
+    """The buttons of a result (four, or a remix's two), persistent (no timeout)."""
     view = discord.ui.View(timeout=None)
-    for action, _ in messages.RESULT_BUTTONS:
+    for action, _ in messages.REMIX_BUTTONS if kind == "remix" else messages.RESULT_BUTTONS:
         view.add_item(ResultButton(action, job_id))
     return view

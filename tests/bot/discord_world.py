@@ -18,11 +18,10 @@ from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.app import create_app
 from engine.service.keys import Tokens
 from engine.types import AnimationOptions
-from tests.bot.telegram_world import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL
+from tests.bot.telegram_world import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL, settings_of
 from tests.fakes import discord as fd
 from tests.support.memes import meme
 from tests.support.ports import free_port
-from tests.support.settings import both
 
 DC_TOKEN = "fake-discord-bot-token"
 ENV = {"DISCORD_TOKEN": DC_TOKEN, "ENGINE_TOKEN": ENGINE_TOKEN, "ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}
@@ -57,11 +56,18 @@ class Gate:
             raise TimeoutError("the test never opened the gate")
         return self.pipeline.run(data, options, progress)
 
+    def __getattr__(self, name: str) -> Any:
+        # what remix and training jobs use (the model cache, the encoder) is the pipeline's own, ungated
+        return getattr(self.pipeline, name)
+
 
 class World:
     """A fake Discord, the real engine on a loopback port, and bots built from one settings object."""
 
-    def __init__(self, tmp_path: Path, pipeline: Pipeline, fake: fd.FakeDiscord, sections: dict[str, Any]) -> None:
+    def __init__(
+        self, tmp_path: Path, pipeline: Pipeline, fake: fd.FakeDiscord, sections: dict[str, Any],
+        config: Path | None = None,
+    ) -> None:  # fmt: skip
         self.fake, self.gate = fake, Gate(pipeline)
         port = free_port()
         base: dict[str, dict[str, Any]] = {
@@ -77,7 +83,7 @@ class World:
         }  # fmt: skip
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
-        self.settings, self.bot_settings = both(base)
+        self.settings, self.bot_settings = settings_of(base, config)
         if {"generate", "encode"} & set(sections):  # a pipeline of its own for these settings
             self.gate = Gate(Pipeline(self.settings))
         self.client: MakeItMove | None = None  # the bot last started by bot()
@@ -132,15 +138,18 @@ class World:
 
 def run(
     tmp_path: Path, pipeline: Pipeline, scenario: Callable[[World], Awaitable[None]], *, bot: bool = True,
-    fake_options: dict[str, Any] | None = None, **sections: dict[str, Any],
+    fake_options: dict[str, Any] | None = None, config: Path | None = None, **sections: dict[str, Any],
 ) -> None:  # fmt: skip
-    """A fresh world; the engine and (unless `bot=False`) a bot running around `scenario`."""
+    """A fresh world; the engine and (unless `bot=False`) a bot running around `scenario`.
+
+    `config` is a config file the engine's settings start from instead of the shipped defaults.
+    """
 
     async def main() -> None:
         fake = fd.FakeDiscord(DC_TOKEN, **(fake_options or {}))
         await fake.start()
         fake.setup_default()
-        world = World(tmp_path, pipeline, fake, sections)
+        world = World(tmp_path, pipeline, fake, sections, config)
         try:
             await world.start_engine()
             if bot:

@@ -126,6 +126,8 @@ class Rest:
                 return web.Response(status=204)
             case ["channels", channel, "messages"] if method == "POST":
                 return await self._channel_post(int(channel), body, uploads)
+            case ["channels", channel, "messages"] if method == "GET":
+                return self._history(int(channel), request.query)
             case ["channels", channel, "messages", message_id]:
                 return await self._channel_message(method, int(channel), int(message_id), body, uploads)
         return _error(404, 0, "404: Not Found")
@@ -254,6 +256,18 @@ class Rest:
         message = bot_message(world, channel, body, uploads, None)
         await self.gateway.echo("MESSAGE_CREATE", message)
         return _json(message)
+
+    def _history(self, channel: int, query: Any) -> web.Response:
+        """The channel's messages newest first, `limit` of them (at most 100), older than `before` when given."""
+        if channel not in self.world.channels:
+            return _error(404, 10003, "Unknown Channel")
+        before = int(query.get("before") or 0)
+        found = [
+            m for m in self.world.messages.values()
+            if int(m["channel_id"]) == channel and not m["flags"] & EPHEMERAL and (not before or int(m["id"]) < before)
+        ]  # fmt: skip
+        found.sort(key=lambda m: int(m["id"]), reverse=True)
+        return _json(found[: min(int(query.get("limit") or 50), 100)])
 
     async def _channel_message(
         self, method: str, channel: int, message_id: int, body: Any, uploads: Uploads
