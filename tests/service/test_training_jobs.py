@@ -225,6 +225,18 @@ def test_a_clip_the_engine_cannot_read_is_refused_with_a_sentence(tiny: Path, tm
         assert_error(status, body, 415, "not_a_clip")
         status, body = await post_clip(client, "/v1/remixes", moving_gif(), {"prompt": ""}, headers=AUTH)
         assert_error(status, body, 400, "bad_options")
+        # a GIF whose frame header claims 65535 x 65535 pixels is refused from its header, before any decoding
+        huge = bytearray(moving_gif())
+        huge[6:10] = b"\xff\xff\xff\xff"  # the logical screen: 65535 x 65535
+        status, body = await post_clip(client, "/v1/remixes", bytes(huge), {"prompt": "a dog"}, headers=AUTH)
+        assert status in (400, 413) and body["code"] != "internal_error", body
+        # a banned user is refused before the clip is looked at
+        async with client.post(
+            "/v1/admin/bans", json={"platform": "test", "user_id": "troll", "reason": "spam"}, headers=ADMIN_AUTH
+        ) as response:
+            assert response.status == 200
+        status, body = await post_clip(client, "/v1/remixes", moving_gif(), {"prompt": "x"}, headers=AUTH, user="troll")
+        assert_error(status, body, 403, "banned")
         # a video whose header lies passes the magic bytes and fails in the worker, with a sentence
         fake_mp4 = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64
         status, body = await post_clip(client, "/v1/remixes", fake_mp4, {"prompt": "a dog"}, headers=AUTH)

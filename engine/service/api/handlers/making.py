@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import secrets
 from pathlib import Path
@@ -22,7 +23,7 @@ from engine.service.api.handlers.admin import read_body
 from engine.service.api.handlers.jobs import IDEMPOTENCY_KEY, accepted, admitted, parse_options, read_form
 from engine.service.api.middleware import Refused, validation_message
 from engine.service.api.models import JobForm, RemixOptions, TrainingRequest, TuneOptions
-from engine.service.keys import QUEUE, SETTINGS
+from engine.service.keys import QUEUE, REPOSITORY, SETTINGS
 from engine.sniff import clip_suffix
 from engine.stages.intake import Intake
 from storage.records import NewJob
@@ -56,16 +57,19 @@ async def _clip_form(request: web.Request, options_model: type[BaseModel]) -> tu
     settings: Settings = request.app[SETTINGS]
     if len(clip) > settings.intake.max_bytes:
         raise Refused(413, "too_large", "That clip is too large for the engine.")
-    suffix = clip_suffix(clip)
-    if suffix is None:
+    if clip_suffix(clip) is None:
         raise Refused(415, "not_a_clip", "That file isn't a GIF or a video I can read (GIF, MP4, WebM or WebP).")
-    if suffix in (".gif", ".apng", ".webp"):
-        # Their frame headers are checked now (sizes, frame count caps); videos are checked by the worker.
+    return form, options, clip
+
+
+async def _inspect(request: web.Request, clip: bytes) -> None:
+    """An animated image's frame headers (sizes, frame count caps), read without decoding; videos: by the worker."""
+    if clip_suffix(clip) in (".gif", ".apng", ".webp"):
         try:
-            await asyncio.get_running_loop().run_in_executor(None, Intake(settings.intake).inspect, clip)
+            # in a thread: walking a hostile GIF's frame headers costs about a second of CPU
+            await asyncio.get_running_loop().run_in_executor(None, Intake(request.app[SETTINGS].intake).inspect, clip)
         except UserError as exc:
             raise Refused(400, exc.code, exc.message) from None
-    return form, options, clip
 
 
 async def submit_remix(request: web.Request) -> web.Response:
@@ -115,11 +119,18 @@ async def _submit(
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise Refused(400, "bad_idempotency_key", "The Idempotency-Key must be 1 to 200 visible ASCII characters.")
-    digest = hashlib.sha256(data + b"\0" + repr(sorted(options.items())).encode()).hexdigest()
+    digest = hashlib.sha256(data)
+    digest.update(b"\0" + json.dumps(options, sort_keys=True).encode())
     new = NewJob(
         platform=form.platform, user_id=form.user_id, chat_id=form.chat_id, is_admin=form.is_admin,
-        options=options, seed=seed, image=data, idempotency_key=key, request_digest=digest, kind=kind,
+        options=options, seed=seed, image=data, idempotency_key=key, request_digest=digest.hexdigest(), kind=kind,
     )  # fmt: skip
+    # who asks and how much first: a banned or limited user, a full queue or a repeated key costs no header walk
+    existing = await admitted(request, lambda: request.app[REPOSITORY].precheck(new))
+    if existing is not None:
+        return await accepted(request, existing, created=False)
+    if data:
+        await _inspect(request, data)
     submitted = await admitted(request, lambda: request.app[QUEUE].submit(new))
     if submitted.created:
         log.info("%s job %s queued for %s:%s", kind, submitted.job.id, form.platform, form.user_id)
