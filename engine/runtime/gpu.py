@@ -111,6 +111,15 @@ def size_on_disk(folder: str | Path) -> int:
     return total
 
 
+def quiet_loading() -> None:
+    """No progress bar per model load from diffusers or transformers: noise on a terminal and in a service log."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def free_memory() -> None:
     """Collect garbage, and return cached CUDA memory to the driver when torch has used the GPU."""
     gc.collect()

@@ -21,7 +21,7 @@ import torch
 from engine.backends.video.resident import DENOISER, model_fingerprint
 from engine.config import Settings
 from engine.errors import ConfigError, UserError
-from engine.runtime.gpu import model_path
+from engine.runtime.gpu import model_path, quiet_loading
 
 FAMILIES = ("t2v", "ltx", "wan")
 PREFIX = DENOISER  # the denoiser's subfolder and its LoRA keys' prefix: "unet" or "transformer"
@@ -98,6 +98,7 @@ class Family:
     # 1. components
     def load_encoders(self, device: torch.device, dtype: torch.dtype) -> Any:
         """The family's pipeline without its denoiser (VAE, tokenizer, text encoder), on `device`, frozen."""
+        quiet_loading()
         from diffusers import LTXConditionPipeline, TextToVideoSDPipeline, WanImageToVideoPipeline
 
         classes: dict[str, Any] = {"t2v": TextToVideoSDPipeline, "ltx": LTXConditionPipeline}
@@ -112,6 +113,7 @@ class Family:
 
     def load_denoiser(self, dtype: torch.dtype) -> Any:
         """The UNet or transformer, with diffusers' PEFT adapter methods, in `dtype` on the CPU."""
+        quiet_loading()
         if self.name == "t2v":
             from engine.backends.video.t2v import lora_unet_class
 

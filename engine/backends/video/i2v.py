@@ -32,7 +32,7 @@ from engine.backends.video.resident import (
 from engine.config import GenerateSettings, RuntimeSettings
 from engine.errors import ConfigError
 from engine.geometry import output_size
-from engine.runtime.gpu import model_path, require_torch, torch_device, torch_dtype
+from engine.runtime.gpu import model_path, quiet_loading, require_torch, torch_device, torch_dtype
 from engine.runtime.models import ModelPool
 from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
@@ -125,6 +125,7 @@ def load(family: str, path: str, runtime: RuntimeSettings) -> Any:
     """The family's image-to-video pipeline from `path`, placed as [runtime] says."""
     from diffusers import LTXConditionPipeline, WanImageToVideoPipeline
 
+    quiet_loading()
     device = torch_device(runtime)
     pipeline_class: Any = LTXConditionPipeline if family == "ltx" else WanImageToVideoPipeline
     pipe = pipeline_class.from_pretrained(path, dtype=torch_dtype(runtime, device))

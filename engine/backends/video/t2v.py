@@ -30,7 +30,7 @@ from engine.backends.video.resident import (
 )  # fmt: skip
 from engine.config import GenerateSettings, RuntimeSettings
 from engine.geometry import output_size
-from engine.runtime.gpu import model_path, require_torch, torch_device, torch_dtype
+from engine.runtime.gpu import model_path, quiet_loading, require_torch, torch_device, torch_dtype
 from engine.runtime.models import ModelPool
 from engine.types import CleanImage, Frames, ResolvedOptions, SceneInfo, Script
 
@@ -89,6 +89,7 @@ def load(path: str, runtime: RuntimeSettings) -> Any:
     """The TextToVideoSDPipeline in `path`, its UNet able to take LoRA adapters, placed as [runtime] says."""
     from diffusers import TextToVideoSDPipeline
 
+    quiet_loading()
     device = torch_device(runtime)
     dtype = torch_dtype(runtime, device)
     unet = lora_unet_class().from_pretrained(path, subfolder="unet", dtype=dtype)
