@@ -38,7 +38,8 @@ Share = Annotated[float, Range(0.0, 1.0)]
 OcrBackend = Literal["rapidocr", "none", "florence2"]
 CaptionBackend = Literal["none", "blip2", "florence2"]
 SynthesizeBackend = Literal["template", "openai"]
-GenerateBackend = Literal["acting", "procedural", "t2v", "i2v"]
+GenerateBackend = Literal["acting", "procedural", "t2v", "i2v", "clipguided"]
+ClipPreset = Literal["fast", "quality"]
 I2vFamily = Literal["auto", "ltx", "wan"]
 QueueBackend = Literal["local", "procrastinate"]
 Device = Literal["auto", "cuda", "cpu"]
@@ -118,6 +119,13 @@ class GenerateSettings:
     lora_weight: Annotated[float, Range(0.0)]
     watermark_band: Annotated[float, Range(0.0, MAX_WATERMARK_BAND)]
     max_side: Annotated[int, Range(0)]  # 0: the model's own
+    clip_model: str  # clipguided: a CLIPModel (hub id in the local cache, or a folder)
+    clip_model2: str  # clipguided: "" or a second CLIPModel, alternated per iteration
+    clip_preset: ClipPreset
+    clip_temperature: Annotated[float, Range(0.0, 100.0)]  # stability weight 4 - 4T/100 and the noise between frames
+    clip_negative_prompt: str  # pushed away from ("Words and text." suits memes)
+    clip_anchor: Annotated[float, Range(0.0)]  # L1 to the meme itself, so the subject stays itself
+    clip_side: Annotated[int, Range(0)]  # px: the canvas's longer side while optimising; 0: the preset's
 
 
 @dataclass(frozen=True)
