@@ -118,6 +118,7 @@ class SceneInfo:
     colors: tuple[str, ...]  # dominant colour names, most common first
     panels: tuple[Box, ...]  # one box per panel; a single-panel meme has one
     meme_text: str
+    panel_texts: tuple[str, ...] = ()  # the meme's text read in each panel, in panel order ("" where none)
 
     @property
     def subject(self) -> Subject | None:

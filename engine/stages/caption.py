@@ -66,7 +66,27 @@ class Caption:
         # 4. a model's answers, when one is configured: they replace the CPU's answer to the same question
         if self.model is not None:
             qa = merge_answers(qa, self.model.answer(pixels))
-        return SceneInfo(qa=qa, subjects=subjects, colors=colors, panels=panels, meme_text=meme_text)
+        return SceneInfo(
+            qa=qa, subjects=subjects, colors=colors, panels=panels, meme_text=meme_text,
+            panel_texts=panel_texts(panels, ocr),
+        )  # fmt: skip
+
+
+def panel_texts(panels: tuple[Box, ...], ocr: OcrResult) -> tuple[str, ...]:
+    """The text of each panel: every block goes to the panel holding its centre, else to the nearest one."""
+    found: list[list[str]] = [[] for _ in panels]
+    for block in ocr.blocks if panels else ():
+        x0, y0, x1, y1 = block.box
+        centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+        nearest = min(range(len(panels)), key=lambda i: _distance(panels[i], centre))
+        found[nearest].append(" ".join(block.text.split()))
+    return tuple(" ".join(texts) for texts in found)
+
+
+def _distance(panel: Box, point: tuple[float, float]) -> float:
+    """How far `point` lies outside `panel` (0 inside), in city-block pixels."""
+    (px0, py0, px1, py1), (x, y) = panel, point
+    return max(px0 - x, 0.0, x - px1) + max(py0 - y, 0.0, y - py1)
 
 
 def merge_answers(base: tuple[QA, ...], answers: tuple[QA, ...]) -> tuple[QA, ...]:
