@@ -1,10 +1,8 @@
-"""Typed, frozen settings read once from config.toml and passed down.
+"""Typed, frozen settings read once from config.toml and passed down, every field checked at load by its type.
 
-Every field's type says what it accepts: `Literal[...]` lists the allowed values, `Annotated[...,
-Range(low, high)]` bounds a number, and `Camera | None` lets "" in the file mean "none". All of it is
-checked here, at load, so nothing downstream checks a setting again. Standard library only: the bots
-load their own sections of the same file with `read_config` and `build`.
-"""
+`Literal[...]` lists the allowed values, `Annotated[..., Range(low, high)]` bounds a number, `Camera | None` lets
+"" mean "none"; nothing downstream checks a setting again. Standard library only: the bots load their sections
+of the same file with `read_config` and `build`."""
 
 from __future__ import annotations
 
@@ -40,6 +38,7 @@ CaptionBackend = Literal["none", "blip2", "florence2"]
 SynthesizeBackend = Literal["template", "openai"]
 GenerateBackend = Literal["acting", "procedural", "t2v", "i2v", "clipguided"]
 ClipPreset = Literal["fast", "quality"]
+TrainBase = Literal["t2v", "i2v"]
 I2vFamily = Literal["auto", "ltx", "wan"]
 QueueBackend = Literal["local", "procrastinate"]
 Device = Literal["auto", "cuda", "cpu"]
@@ -223,9 +222,6 @@ class CheckpointSettings:
     dir: str
 
 
-TrainBase = Literal["t2v", "i2v"]
-
-
 @dataclass(frozen=True)
 class TrainingSettings:
     """Datasets, LoRA training and one-shot tuning (`makeitmove dataset build`, `train`, `tune`, /remix)."""
@@ -247,7 +243,7 @@ class TrainingSettings:
     tune_rank: Positive
     tune_frames: Annotated[int, Range(*FRAMES)]
     noise_prior: Share  # /remix: how much of the source clip's inverted noise starts the sampling
-    max_clip_frames: Positive  # frames decoded from one clip at most (longer clips are refused)
+    max_clip_frames: Positive  # frames decoded from one clip at most (a longer clip is cut)
 
 
 @dataclass(frozen=True)

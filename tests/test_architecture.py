@@ -26,7 +26,7 @@ STAGE_BACKENDS = {
     "detext": (),
     "caption": ("scene", "blip2", "florence2"),
     "synthesize": ("template", "llm"),
-    "generate": ("acting", "procedural", "video"),
+    "generate": ("acting", "procedural", "video", "clipguided"),
     "postprocess": (),
     "encode": ("gif",),
 }

@@ -16,6 +16,7 @@ BACKENDS: dict[GenerateBackend, str] = {
     "procedural": "engine.backends.procedural.animator:Procedural",
     "t2v": "engine.backends.video.t2v:TextToVideo",
     "i2v": "engine.backends.video.i2v:ImageToVideo",
+    "clipguided": "engine.backends.clipguided.backend:ClipGuided",
 }
 
 

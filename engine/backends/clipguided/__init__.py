@@ -1,0 +1,1 @@
+"""generate = "clipguided": CLIP-guided optimisation of the meme's own pixels, one prompt per panel or beat."""
