@@ -26,8 +26,9 @@ def register(commands: Any) -> None:
     make_tiny = model_commands.add_parser(
         "make-tiny", help="write tiny random models and configs that select them",
         description="Write tiny random checkpoints of every model backend, two LoRA checkpoints and "
-        "DIR/tiny.toml, DIR/tiny-i2v.toml and DIR/tiny-wan.toml, so `makeitmove animate MEME --config "
-        "DIR/tiny.toml` runs the model chain on a CPU in seconds. The frames are noise.",
+        "DIR/tiny.toml, DIR/tiny-i2v.toml, DIR/tiny-wan.toml and DIR/tiny-clip.toml (the clipguided backend on "
+        "a tiny CLIP), so `makeitmove animate MEME --config DIR/tiny.toml` runs the model chain on a CPU in "
+        "seconds. The frames are noise.",
     )  # fmt: skip
     make_tiny.add_argument("dir", type=Path, metavar="DIR", help="where to write them (created if missing)")
     make_tiny.set_defaults(handler=models_make_tiny_command)

@@ -13,6 +13,8 @@ from engine.runtime import gpu
 FILELESS_BACKENDS = ("none", "rapidocr", "template", "procedural", "acting")
 # The synthesize section's `model` names a remote API's model, not files on this machine.
 REMOTE_SECTIONS = ("synthesize",)
+# Keys a backend reads that are not its `<backend>_model`: clipguided alternates two CLIPs.
+BACKEND_MODELS = {"clipguided": ("clip_model", "clip_model2")}
 # A model folder holds one of these (transformers, diffusers); a folder without is an interrupted download.
 MARKERS = ("config.json", "model_index.json")
 
@@ -35,7 +37,8 @@ class ModelFile:
 
 
 def configured_models(settings: Settings) -> list[ModelFile]:
-    """Every `model` / `*_model` key of the backend sections, in config order."""
+    """Every `model` / `*_model` key (and clip_model2) of the backend sections, in config order; empty ones left out."""
+    extra = {key for keys in BACKEND_MODELS.values() for key in keys}
     found: list[ModelFile] = []
     for section in dataclasses.fields(settings):
         values = getattr(settings, section.name)
@@ -43,7 +46,7 @@ def configured_models(settings: Settings) -> list[ModelFile]:
             continue
         backend = values.backend
         for field in dataclasses.fields(values):
-            if field.name != "model" and not field.name.endswith("_model"):
+            if field.name != "model" and not field.name.endswith("_model") and field.name not in extra:
                 continue
             model = getattr(values, field.name)
             if not isinstance(model, str) or not model:
@@ -51,7 +54,7 @@ def configured_models(settings: Settings) -> list[ModelFile]:
             if field.name == "model":
                 selected = backend not in FILELESS_BACKENDS
             else:
-                selected = field.name == f"{backend}_model"
+                selected = field.name == f"{backend}_model" or field.name in BACKEND_MODELS.get(backend, ())
             found.append(locate(f"{section.name}.{field.name}", model, selected))
     return found
 

@@ -162,6 +162,31 @@ def test_models_check_passes_on_the_cpu_defaults(capsys: pytest.CaptureFixture[s
     assert "in use" not in capsys.readouterr().out
 
 
+def test_models_check_knows_both_clip_models_of_the_clipguided_backend(
+    tiny_blip2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.runtime.model_files import configured_models
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    clip = {"clip_model": str(tiny_blip2), "clip_model2": "nobody/second-clip"}  # any model folder will do
+    used = {e.key: e.selected for e in configured_models(replace(load_settings(), generate=clip))}
+    assert used["generate.clip_model"] is False and used["generate.clip_model2"] is False
+    assert used["generate.t2v_model"] is False and used["generate.i2v_model"] is False
+    chosen = replace(load_settings(), generate={"backend": "clipguided", **clip})
+    used = {e.key: e.selected for e in configured_models(chosen)}
+    assert used["generate.clip_model"] and used["generate.clip_model2"]
+    assert not used["generate.t2v_model"] and not used["generate.i2v_model"]
+    assert "generate.clip_model2" not in {e.key for e in configured_models(load_settings())}  # "" is no model
+
+    config = write_config(
+        tmp_path / "c.toml",
+        f'[generate]\nbackend = "clipguided"\nclip_model = "{tiny_blip2}"\nclip_model2 = "nobody/second-clip"\n',
+    )
+    assert main(["models", "check", "--config", str(config)]) == 1  # the second CLIP is not here
+    out = capsys.readouterr()
+    assert "config key 'generate.clip_model2'" in out.err and "generate.clip_model'" not in out.err
+
+
 def test_animate_with_a_missing_model_prints_the_fix_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

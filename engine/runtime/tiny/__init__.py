@@ -2,8 +2,10 @@
 
 `makeitmove animate meme.jpg --config DIR/tiny.toml` then runs the whole model chain (BLIP-2 VQA,
 text-to-video with a LoRA registry) on a CPU in seconds; DIR/tiny-i2v.toml and DIR/tiny-wan.toml
-run Florence-2 and the image-to-video models. The frames are noise: this shows the plumbing works,
-not what the real models make. torch, transformers and diffusers must be installed (the gpu extra).
+run Florence-2 and the image-to-video models, and DIR/tiny-clip.toml the clipguided backend on a
+tiny CLIP (OpenCV's scene analysis alone for the caption). The frames are noise: this shows the
+plumbing works, not what the real models make. torch, transformers and diffusers must be installed
+(the gpu extra).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ steps = 2
 max_side = 64
 t2v_model = "{dir}/t2v"
 i2v_model = "{dir}/{i2v}"
+clip_model = "{dir}/clip"
+clip_side = 48  # the clipguided canvas; its crops are resized to the tiny CLIP's 32 px
 backend = "{generate}"
 
 [encode]
@@ -59,11 +63,13 @@ CONFIGS = {
     "tiny.toml": ("blip2", "t2v", "ltx"),
     "tiny-i2v.toml": ("florence2", "i2v", "ltx"),
     "tiny-wan.toml": ("blip2", "i2v", "wan"),
+    "tiny-clip.toml": ("none", "clipguided", "ltx"),
 }
 
 
 def make_tiny(directory: str | Path, *, seed: int = 0) -> dict[str, Path]:
     """Write every tiny model, two LoRA checkpoints and the configs into `directory`; return what was written."""
+    from engine.runtime.tiny.clip import make_tiny_clip
     from engine.runtime.tiny.video import make_tiny_lora, make_tiny_ltx, make_tiny_t2v, make_tiny_wan
     from engine.runtime.tiny.vqa import make_tiny_blip2, make_tiny_florence2
 
@@ -75,6 +81,7 @@ def make_tiny(directory: str | Path, *, seed: int = 0) -> dict[str, Path]:
         "t2v": make_tiny_t2v(root / "t2v", seed=seed),
         "ltx": make_tiny_ltx(root / "ltx", seed=seed),
         "wan": make_tiny_wan(root / "wan", seed=seed),
+        "clip": make_tiny_clip(root / "clip", seed=seed),
     }
     for offset, name in enumerate(LORAS, start=1):
         lora = root / "checkpoints" / f"{name}.safetensors"
@@ -91,9 +98,10 @@ def config_text(root: Path, *, caption: str, generate: str, i2v: str) -> str:
     """A partial config.toml selecting the tiny models under `root`."""
     # TOML basic strings take backslashes as escapes: write the folder with forward slashes
     folder = root.as_posix()
+    model = f'{caption}_model = "{folder}/{caption}"\n' if caption != "none" else ""
     header = (
         "# Tiny random models from `makeitmove models make-tiny`: the model chain on a CPU in seconds.\n"
         "# The frames are noise by design. Run: makeitmove animate MEME --config " + f"{folder}/<this file>\n\n"
-        f'[caption]\nbackend = "{caption}"\n{caption}_model = "{folder}/{caption}"\n\n'
+        f'[caption]\nbackend = "{caption}"\n{model}\n'
     )
     return header + COMMON.format(dir=folder, generate=generate, i2v=i2v)
