@@ -219,5 +219,6 @@ def test_bad_inputs_name_the_argument(generate: Generate, change: dict, name: st
 
 
 def test_unknown_backend_is_refused_when_the_config_loads() -> None:
-    with pytest.raises(ConfigError, match="'generate.backend' must be one of 'acting', 'procedural', 't2v', 'i2v'"):
-        replace(load_settings(), generate={"backend": "clipguided"})
+    expected = "'generate.backend' must be one of 'acting', 'procedural', 't2v', 'i2v', 'clipguided'"
+    with pytest.raises(ConfigError, match=expected):
+        replace(load_settings(), generate={"backend": "stable-video"})
