@@ -81,6 +81,20 @@ class World:
         """The jobs the bots' state file holds, by engine job id."""
         return PendingJobs(self.bot_settings.telegram.state_file).all()
 
+    async def delivered_job(self, job_id: str | None = None) -> PendingJob:
+        """The kept job (the only one when no id is given) once the bot has recorded it delivered.
+
+        The record is written after the message goes out, so a test that saw the message waits for it.
+        """
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            kept = self.pending()
+            job = kept.get(job_id) if job_id is not None else (next(iter(kept.values())) if len(kept) == 1 else None)
+            if job is not None and job.delivered:
+                return job
+            assert asyncio.get_running_loop().time() < deadline, f"never recorded as delivered: {job_id} in {kept}"
+            await asyncio.sleep(0.02)
+
     def bot(self) -> Any:
         """A running bot: `async with world.bot():`."""
         self.application = build_application(self.bot_settings, ENV)

@@ -93,8 +93,9 @@ def test_lora_tune_makes_a_checkpoint_that_lora_lists_and_a_second_waits(tmp_pat
         await fake.wait_until(lambda: (m := fake.original(asked)) and m.get("content") == ready, WAIT_S)
         shown = [v.get("content") for v in fake.versions(fake.original(asked))]
         assert shown[-1] == ready and not fake.original(asked)["attachments"], shown
+        await fake.wait_until(lambda: [k.delivered for k in world.pending().values()] == [True], WAIT_S)
         (kept,) = world.pending().values()
-        assert kept.request == TuneRequest("wobble") and kept.delivered
+        assert kept.request == TuneRequest("wobble")
         listing = await fake.slash("lora", user=fd.ADMIN, subcommand="list")
         line = next(line for line in (await private(fake, listing)).splitlines() if "wobble" in line)
         assert "tuned on a GIF" in line and "rank 4" in line, line

@@ -71,8 +71,8 @@ def test_remix_in_reply_to_a_gif_answers_with_an_mp4_and_rolls_again(tmp_path: P
         lines = status_lines(world, queued)
         assert all(line.startswith(PROGRESS) for line in lines), lines
         job_id = result.buttons[0]["callback_data"].split(":")[2]
-        kept = world.pending()[job_id]
-        assert kept.request == RemixRequest("a sloth is surfing @everyone") and kept.delivered
+        kept = await world.delivered_job(job_id)
+        assert kept.request == RemixRequest("a sloth is surfing @everyone")
 
         users.tap(ALICE, result.result, f"mim:again:{job_id}")  # the same remix with a new seed
         again = (await fake.wait_for("sendAnimation", replying_to(clip), count=2))[1]
@@ -107,8 +107,9 @@ def test_lora_tune_makes_a_checkpoint_that_lora_lists_and_a_second_waits(tmp_pat
         ready = messages.tune_ready_text("wobble")
         await fake.wait_for("editMessageText", lambda c: c.text == ready)
         assert all(line.startswith(PROGRESS) for line in status_lines(world, queued)[:-1])
-        (kept,) = world.pending().values()
-        assert kept.request == TuneRequest("wobble", "a square slides right") and kept.delivered
+        assert len(world.pending()) == 1
+        kept = await world.delivered_job()
+        assert kept.request == TuneRequest("wobble", "a square slides right")
         listing = await answer(world, ADMIN, "/lora")
         line = next(line for line in listing.splitlines() if "wobble" in line)
         assert "tuned on a GIF" in line and "t2v" in line and "rank 4" in line, listing
