@@ -49,7 +49,7 @@ def run_training_job(record: Any, data: bytes | None, registry: Any, runner: Any
     started = time.perf_counter()
     if record.kind == "remix":
         assert data is not None
-        encoded, script = _remix(record, data, settings, registry.directory, runner, progress)
+        encoded, script = _remix(record, data, settings, registry, runner, progress)
         timings = {"total": round(time.perf_counter() - started, 4)}
         return encoded.data, encoded.format, script, timings
     if record.kind == "tune":
@@ -144,7 +144,7 @@ def _one_clip_dataset(data: bytes, folder: Path, settings: Settings, prompt: str
 
 # --- remix --------------------------------------------------------------------------------------
 def _remix(
-    record: Any, data: bytes, settings: Settings, registry_dir: Path, runner: Any, progress: JobProgress
+    record: Any, data: bytes, settings: Settings, registry: Any, runner: Any, progress: JobProgress
 ) -> tuple[Any, dict[str, Any]]:
     """The clip's motion with the prompt's subject, encoded as the job asked."""
     from engine.training.clips import read_clip, retime, training_fps
@@ -156,7 +156,7 @@ def _remix(
     prompt = str(record.options["prompt"])
     sha = hashlib.sha256(data).hexdigest()
     # 1. the clip's tuned checkpoint: an admin's from the registry, this engine's cached one, or tune it now
-    checkpoint, reused = find_tuned(sha, registry_dir, settings), True
+    checkpoint, reused = find_tuned(sha, registry, settings), True
     share = 0.0
     if checkpoint is None:
         reused, share = False, TUNE_SHARE
@@ -185,22 +185,19 @@ def _remix(
     return encoded, script
 
 
-def find_tuned(sha: str, registry_dir: Path, settings: Settings) -> Path | None:
-    """A checkpoint tuned on the clip with this hash: this engine's cached one, or one in the registry."""
-    from engine.training.output import read_metadata
+def find_tuned(sha: str, registry: Any, settings: Settings) -> Path | None:
+    """A checkpoint tuned on the clip with this hash: this engine's cached one, or a valid one in the registry.
 
+    The registry's listing reads every header with its own caps and safe parser, so a hostile file there is
+    an invalid entry, never a failed remix.
+    """
     cached = Path(settings.training.work_dir).expanduser() / "tunes" / sha[:16] / f"remix-{sha[:16]}.safetensors"
     if cached.is_file():
         return cached
-    for path in sorted(Path(registry_dir).glob("*.safetensors")):
-        if path.name.startswith("."):
-            continue
-        try:
-            metadata = read_metadata(path)
-        except (OSError, ValueError):
-            continue
-        if metadata.get("source_sha256") == sha and metadata.get("kind") == "tune":
-            return path
+    for checkpoint in registry.checkpoints():
+        if checkpoint.valid and checkpoint.metadata.get("kind") == "tune":
+            if checkpoint.metadata.get("source_sha256") == sha:
+                return Path(checkpoint.path)
     return None
 
 

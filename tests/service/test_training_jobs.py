@@ -140,6 +140,11 @@ def test_a_tuned_checkpoint_is_listed_with_how_it_was_made_and_a_remix_of_its_gi
 def test_a_remix_of_a_new_gif_tunes_once_and_the_next_remix_reuses_the_cache(tiny: Path, tmp_path: Path) -> None:
     settings = tiny_settings(tiny, tmp_path)
     clip = moving_gif(2)
+    # a hostile file in the registry (a header nested 5000 deep) is the registry's to list as invalid: a remix,
+    # which looks through the registry for a checkpoint tuned on its GIF, never trips on it
+    (tmp_path / "ckpt").mkdir()
+    header = b"[" * 5000 + b"]" * 5000
+    (tmp_path / "ckpt" / "deep.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
 
     async def scenario(client: TestClient) -> None:
         stages: list[str] = []
@@ -156,7 +161,8 @@ def test_a_remix_of_a_new_gif_tunes_once_and_the_next_remix_reuses_the_cache(tin
             assert ("tuning" in stages) is expect_tuning, stages
             assert fractions == sorted(fractions), "progress never goes back"
         assert "sampling" in stages
-        assert list((tmp_path / "ckpt").glob("*.safetensors")) == [], "a remix's tuning stays out of the registry"
+        kept = [p.name for p in (tmp_path / "ckpt").glob("*.safetensors")]
+        assert kept == ["deep.safetensors"], "a remix's tuning stays out of the registry"
 
     serve(settings, scenario)
 
