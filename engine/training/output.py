@@ -7,13 +7,14 @@ in one step: a job never reads a half-written checkpoint, even when training is 
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from engine.safejson import BadJSON, loads_object
 
 if TYPE_CHECKING:
     import torch
@@ -74,7 +75,12 @@ def read_metadata(path: Path) -> dict[str, str]:
         (length,) = struct.unpack("<Q", prefix)
         if length > MAX_METADATA_BYTES:
             raise ValueError(f"{path.name} has a {length:,}-byte header, over the {MAX_METADATA_BYTES:,} limit")
-        header = json.loads(file.read(length).decode("utf-8"))
+        try:  # the engine's one parser for outside JSON: a hostile header is a ValueError, never a RecursionError
+            header = loads_object(
+                file.read(length), what="checkpoint header", max_bytes=MAX_METADATA_BYTES, max_items=1_000_000
+            )
+        except BadJSON as exc:
+            raise ValueError(f"{path.name}: {exc.message}") from None
     table = header.get("__metadata__") or {}
     if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
         raise ValueError(f"{path.name} has metadata that isn't a table of strings")
