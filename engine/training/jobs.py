@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,14 +129,17 @@ def _one_clip_dataset(data: bytes, folder: Path, settings: Settings, prompt: str
     out = folder / ("dataset" if not prompt else "dataset-" + _words_digest(prompt))
     if is_dataset(out):
         return out  # the same clip and words: the same bytes (the builder is deterministic)
-    source = folder / "source"
-    shutil.rmtree(source, ignore_errors=True)
-    source.mkdir(parents=True, exist_ok=True)
-    clip = f"clip{clip_suffix(data) or '.gif'}"  # the builder takes files by their suffix
-    (source / clip).write_bytes(data)
-    tuning = replace(settings, training={"frames": settings.training.tune_frames})
-    captions = {clip: prompt} if prompt else None
-    report = build_dataset(source, out, tuning, family="t2v", captions=captions)
+    folder.mkdir(parents=True, exist_ok=True)
+    # a folder of its own: two workers tuning the same GIF at once never share one (the set is renamed into place)
+    source = Path(tempfile.mkdtemp(prefix=".source-", dir=folder))
+    try:
+        clip = f"clip{clip_suffix(data) or '.gif'}"  # the builder takes files by their suffix
+        (source / clip).write_bytes(data)
+        tuning = replace(settings, training={"frames": settings.training.tune_frames})
+        captions = {clip: prompt} if prompt else None
+        report = build_dataset(source, out, tuning, family="t2v", captions=captions)
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
     if not report.entries:
         reason = report.skipped[0].reason if report.skipped else "it has no frames I can read"
         raise UserError(f"That clip can't be used for tuning: {_lower(reason)}", code="bad_clip")
