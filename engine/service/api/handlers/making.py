@@ -17,8 +17,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from engine.config import Settings
-from engine.errors import UserError
-from engine.runtime.model_files import locate
+from engine.errors import ConfigError, UserError
+from engine.runtime.gpu import model_path
 from engine.service.api.handlers.admin import read_body
 from engine.service.api.handlers.jobs import IDEMPOTENCY_KEY, accepted, admitted, parse_options, read_form
 from engine.service.api.middleware import Refused, validation_message
@@ -36,8 +36,12 @@ GPU_BACKENDS = ("t2v", "i2v")
 def needs_gpu(settings: Settings, what: str) -> str | None:
     """Why `what` can't run on this engine (no GPU video backend, or its text-to-video model missing), or None."""
     model = settings.generate.t2v_model
-    if settings.generate.backend in GPU_BACKENDS and locate("generate.t2v_model", model, True).present:
-        return None
+    if settings.generate.backend in GPU_BACKENDS:
+        try:  # a few stats, never a walk of the model's files: this runs on every submission
+            model_path(model, key="generate.t2v_model")
+            return None
+        except ConfigError:
+            pass
     return (
         f'{what} needs the engine\'s GPU video backend: set [generate] backend = "t2v" in its config.toml '
         f"and fetch the text-to-video model with `hf download {model}` (or set t2v_model to a local folder)."
