@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.ext import ContextTypes
 
 from bot.core import messages
 from bot.core.errors import BotError, OptionError
-from bot.core.options import parse_animate, parse_remix, rerun
+from bot.core.options import Request, parse_animate, parse_remix, rerun
 from bot.telegram import sending
 from bot.telegram.delivery import end_without_result, send_result, start_job
 from bot.telegram.media import Source, clip_source, image_source
@@ -48,50 +49,45 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def animate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/animate [prompt] [options]: as a reply to a meme, or as the caption of one."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
-        return
-    words = _arguments(COMMAND, message, context.bot.username)
-    if words is None:
-        return  # /animate@another_bot
-    source = image_source(message) or image_source(message.reply_to_message)
-    if source is None:
-        await reply(message, messages.NEED_IMAGE)
-        return
-    try:
-        request = parse_animate(words)
-    except OptionError as exc:
-        await reply(message, messages.error_text(exc))
-        return
-    holder = message if source.message_id == message.message_id else message.reply_to_message
-    await start_job(
-        runtime(context), context.bot, chat_id=message.chat_id, user_id=user.id, source=source, request=request,
-        key=f"tg:{message.chat_id}:{message.message_id}", poster=_poster(holder),
-    )  # fmt: skip
+    await _start_from(update, context, COMMAND, image_source, messages.NEED_IMAGE, parse_animate, messages.error_text)
 
 
 async def remix(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/remix PROMPT: as a reply to a GIF or video (or as the caption of one), its motion with a new subject."""
+    await _start_from(update, context, REMIX, clip_source, messages.NEED_CLIP, parse_remix, _said)
+
+
+async def _start_from(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, command: re.Pattern[str],
+    find: Callable[[Message | None], Source | None], missing: str, parse: Callable[[str], Request],
+    explain: Callable[[OptionError], str],
+) -> None:  # fmt: skip
+    """A member's command on the message it captions or replies to: parse its words, queue the job."""
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    words = _arguments(REMIX, message, context.bot.username)
+    words = _arguments(command, message, context.bot.username)
     if words is None:
-        return  # /remix@another_bot
-    source = clip_source(message) or clip_source(message.reply_to_message)
+        return  # addressed to another bot
+    source = find(message) or find(message.reply_to_message)
     if source is None:
-        await reply(message, messages.NEED_CLIP)
+        await reply(message, missing)
         return
     try:
-        request = parse_remix(words)
+        request = parse(words)
     except OptionError as exc:
-        await reply(message, exc.message)
+        await reply(message, explain(exc))
         return
     holder = message if source.message_id == message.message_id else message.reply_to_message
     await start_job(
         runtime(context), context.bot, chat_id=message.chat_id, user_id=user.id, source=source, request=request,
         key=f"tg:{message.chat_id}:{message.message_id}", poster=_poster(holder),
     )  # fmt: skip
+
+
+def _said(error: OptionError) -> str:
+    """An option error as it stands: /animate's example line is no help with /remix."""
+    return error.message
 
 
 def _arguments(command: re.Pattern[str], message: Message, username: str) -> str | None:
