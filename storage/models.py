@@ -160,6 +160,17 @@ class BanRow(Base):
         return Ban(platform=self.platform, user_id=self.user_id, reason=self.reason, created_at=self.created_at)
 
 
+class GalleryRow(Base):
+    """A result its requester shared to the gallery; an admin's take-down keeps the row, so it can't come back."""
+
+    __tablename__ = "gallery"
+    __table_args__ = (Index("ix_gallery_shared_at", "shared_at"),)
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    shared_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class Setting(Base):
     """A small key/value store for what admins change at run time (limits, the active checkpoint)."""
 
@@ -167,3 +178,13 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class WebSession(Base):
+    """A signed-in admin's dashboard session: the digest of its cookie, never the cookie itself."""
+
+    __tablename__ = "web_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's value
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

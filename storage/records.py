@@ -12,6 +12,7 @@ FINAL_STATUSES = frozenset({"done", "failed", "cancelled"})
 # tune: one GIF -> a checkpoint; train: a dataset -> a checkpoint. The last two are admins' only.
 JOB_KINDS = ("animate", "remix", "tune", "train")
 TRAINING_KINDS = frozenset({"tune", "train"})
+SHAREABLE_KINDS = frozenset({"animate", "remix"})  # the jobs whose result can go to the gallery
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class JobRecord:
         """The job has ended and will not change again."""
         return self.status in FINAL_STATUSES
 
+    @property
+    def shareable(self) -> bool:
+        """A done animation or remix whose result is still kept: what the gallery can show."""
+        return self.status == "done" and self.kind in SHAREABLE_KINDS and not self.result_expired
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -89,6 +95,28 @@ class Ban:
     user_id: str
     reason: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """A result its requester shared to the gallery, with what a gallery page shows of its job."""
+
+    job_id: str
+    shared_at: datetime
+    removed_at: datetime | None  # an admin took it down: out of the gallery, and it can't be shared again
+    platform: str
+    user_id: str
+    chat_id: str
+    kind: str  # "animate" or "remix"
+    result_format: str | None
+    prompt: str | None  # what the requester asked for, if they said
+    caption: str | None  # the meme's text as the engine read it
+    created_at: datetime
+
+    @property
+    def removed(self) -> bool:
+        """An admin took it down."""
+        return self.removed_at is not None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from storage.records import Limits, NewJob
 from storage.repository import Repository
 
 POSTGRES = os.environ.get("MAKEITMOVE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
-TABLES = "jobs, job_payloads, bans, settings"
+TABLES = "jobs, job_payloads, bans, settings, gallery, web_sessions"
 # Loose enough that only the limit a test is about can bite.
 ROOMY = Limits(user_jobs=100, user_window_s=600, user_concurrent=100, chat_jobs=100, chat_window_s=600, queue_max=100)
 

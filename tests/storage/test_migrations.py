@@ -14,7 +14,7 @@ from storage.statements import idempotency_scope
 from tests.storage.conftest import new_job, opened
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
-HEAD = "0004"
+HEAD = "0006"
 KEYED = 1037  # more than two of the migration's batches of 500, and a part of a third
 # The tables as revision 0002 left them, frozen here as the migrations freeze theirs.
 OLD_JOBS = sa.table(
