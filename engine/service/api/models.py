@@ -112,14 +112,18 @@ class JobView(BaseModel):
     script: dict[str, Any] | None
     checkpoint: str | None
     made: str | None = Field(description="the checkpoint a done tune or train job wrote to the registry")
+    shareable: bool = Field(
+        description="its requester may share it to the gallery: the gallery is public and this is a done animation "
+        "or remix whose result is kept"
+    )
     seed: int
     timings: dict[str, float] | None
     created_at: datetime
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: JobRecord, position: int | None) -> JobView:
-        """The view of a stored job."""
+    def of(cls, job: JobRecord, position: int | None, *, gallery: bool = False) -> JobView:
+        """The view of a stored job; `gallery`: this engine's gallery is public ([gallery] public)."""
         error = ErrorBody(code=job.error_code or "failed", message=job.error) if job.error else None
         # Stage writes are coalesced while a job runs, so a finished job's row may still name an earlier stage.
         stage = "done" if job.status == "done" else job.stage
@@ -127,6 +131,7 @@ class JobView(BaseModel):
             id=job.id, kind=job.kind, status=job.status,  # type: ignore[arg-type]
             position=position if job.status == "queued" else None,
             made=made if isinstance(made := (job.script or {}).get("checkpoint_made"), str) else None,
+            shareable=gallery and job.shareable,
             progress=Progress(stage=stage, fraction=min(1.0, max(0.0, job.fraction))), error=error,
             script=job.script, checkpoint=job.checkpoint, seed=job.seed, timings=job.timings,
             created_at=job.created_at, finished_at=job.finished_at,
@@ -137,6 +142,14 @@ class JobList(BaseModel):
     """A user's newest jobs first."""
 
     jobs: list[JobView]
+
+
+class ShareView(BaseModel):
+    """A result in the gallery."""
+
+    job_id: str
+    shared: Literal[True]
+    shared_at: datetime = Field(description="when its requester first shared it")
 
 
 class QuotaView(BaseModel):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel
 
-from engine.service.api.handlers import admin, jobs, making, ops
+from engine.service.api.handlers import admin, gallery, jobs, making, ops
 from engine.service.api.handlers import events as sse
 from engine.service.api.models import (
     ActiveCheckpoint,
@@ -25,6 +25,7 @@ from engine.service.api.models import (
     QuotaView,
     RateLimited,
     Requester,
+    ShareView,
     StatsView,
     TrainingRequest,
 )
@@ -141,6 +142,26 @@ ROUTES: tuple[Route, ...] = (
             BAD[0]: BAD[1],
             403: ("Only the requester or an admin may cancel.", ErrorBody),
             NOT_FOUND[0]: NOT_FOUND[1],
+        },
+    ),  # fmt: skip
+    Route(
+        "POST",
+        "/v1/jobs/{id}/share",
+        gallery.share_job,
+        "bot",
+        params=(ID, *REQUESTER),
+        body=Requester,
+        tag="gallery",
+        responses={
+            200: ("In the gallery (sharing again answers the first share).", ShareView),
+            BAD[0]: BAD[1],
+            403: ("Only the requester may share, whichever token is used.", ErrorBody),
+            NOT_FOUND[0]: NOT_FOUND[1],
+            409: (
+                "The gallery is off on this engine (gallery_off), the job is not a done animation or remix with its "
+                "result kept (not_shareable), or an admin took it down (removed).",
+                ErrorBody,
+            ),
         },
     ),  # fmt: skip
     Route(

@@ -26,6 +26,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     """Send the job's JSON view on every change; close after its final state."""
     job = await find_job(request)
     keepalive = request.app[SETTINGS].engine.sse_keepalive_s
+    gallery = request.app[SETTINGS].gallery.public
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
@@ -45,7 +46,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             except StopAsyncIteration:
                 break
             # The position comes with the record: no second query per watcher per change.
-            data = JobView.of(record, position).model_dump_json()
+            data = JobView.of(record, position, gallery=gallery).model_dump_json()
             if data != last:
                 await response.write(f"data: {data}\n\n".encode())
                 last = data

@@ -248,7 +248,7 @@ async def find_job(request: web.Request) -> JobRecord:
 async def view_of(request: web.Request, job: JobRecord) -> JobView:
     """The job's API view, with its queue position while queued."""
     position = await request.app[QUEUE].position(job.id) if job.status == "queued" else None
-    return JobView.of(job, position)
+    return JobView.of(job, position, gallery=request.app[SETTINGS].gallery.public)
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -276,7 +276,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     """DELETE /v1/jobs/{id}: only its requester (platform + user_id) or the admin token may cancel."""
     job = await find_job(request)
     if not is_admin_request(request):
-        who = await _requester(request)
+        who = await read_requester(request)
         if (who.platform, who.user_id) != (job.platform, job.user_id):
             raise Refused(403, "not_your_job", "Only the person who asked for this animation can cancel it.")
     cancelled = await request.app[QUEUE].cancel(job.id)
@@ -286,7 +286,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     return json_model(await view_of(request, cancelled))
 
 
-async def _requester(request: web.Request) -> Requester:
+async def read_requester(request: web.Request) -> Requester:
+    """Who asks (platform, user_id): from the query, or from a JSON body; a 400 with a sentence if malformed."""
     raw: dict[str, Any] = {k: v for k, v in request.query.items() if k in ("platform", "user_id")}
     if request.can_read_body and request.content_type == "application/json":
         raw.update(await read_json_object(request, "request body"))
@@ -312,7 +313,8 @@ async def user_jobs(request: web.Request) -> web.Response:
     jobs = await request.app[REPOSITORY].history(platform, user_id, limit=int(raw))
     queued = await request.app[REPOSITORY].queued_ids() if any(j.status == "queued" for j in jobs) else []
     places = {job_id: n for n, job_id in enumerate(queued, start=1)}
-    return json_model(JobList(jobs=[JobView.of(j, places.get(j.id)) for j in jobs]))
+    gallery = request.app[SETTINGS].gallery.public
+    return json_model(JobList(jobs=[JobView.of(j, places.get(j.id), gallery=gallery) for j in jobs]))
 
 
 async def user_quota(request: web.Request) -> web.Response:
