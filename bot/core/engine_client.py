@@ -16,7 +16,7 @@ import aiohttp
 
 from bot.core.errors import EngineError, EngineUnavailable, OptionError
 from bot.core.messages import ENGINE_OFFLINE
-from bot.core.models import LIMIT_KEYS, Ban, Checkpoints, Job, Limits, Quota, Stats
+from bot.core.models import LIMIT_KEYS, Ban, Checkpoints, Job, Limits, Quota, Shared, Stats
 from bot.core.options import RemixRequest, Request, TuneRequest
 
 log = logging.getLogger(__name__)
@@ -302,6 +302,14 @@ class EngineClient:
         """Cancel as this user (only the requester may); the job as it is now."""
         who = {"platform": str(platform), "user_id": str(user_id)}
         return Job.from_json(await self._json("DELETE", f"/v1/jobs/{_part(job_id)}", json_body=who))
+
+    async def share(self, job_id: str, *, platform: str, user_id: str) -> Shared:
+        """Put the result in the engine's gallery as this user (only the requester may; sharing twice is fine).
+
+        EngineError "not_requester" (403), or 409 "gallery_off", "not_shareable" or "removed", each with its sentence.
+        """
+        who = {"platform": str(platform), "user_id": str(user_id)}
+        return Shared.from_json(await self._json("POST", f"/v1/jobs/{_part(job_id)}/share", json_body=who))
 
     async def history(self, platform: str, user_id: str, limit: int = 10) -> list[Job]:
         """The user's newest jobs first."""

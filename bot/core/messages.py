@@ -113,6 +113,11 @@ RESULT_BUTTONS: tuple[tuple[str, str], ...] = (
     ("del", "🗑 Delete"),
 )
 REMIX_BUTTONS: tuple[tuple[str, str], ...] = (("again", "🔁 Again"), ("del", "🗑 Delete"))  # no motion, no script
+# Under a result the engine lets its requester share ([gallery] public), on a row of its own; pressed, it says so.
+SHARE_BUTTON, SHARED_BUTTON = ("share", "🌐 Share"), ("shared", "🌐 Shared")
+SHARED = "Shared to the gallery 🌐"
+ALREADY_SHARED = "Already shared."
+NOT_REQUESTER = "Only the person who asked for this animation can share it."
 
 STAGE_LINES = {
     "intake": "Reading the meme…",
@@ -358,6 +363,7 @@ def _engine_error(
         "job_not_found": UNKNOWN_JOB,
         "result_expired": RESULT_EXPIRED,
         "not_your_job": NOT_YOUR_JOB,
+        "not_requester": NOT_REQUESTER,
         "cancelled": CANCELLED,
         "need_image": NEED_IMAGE,
         "not_admin": ONLY_ADMINS,

@@ -40,6 +40,7 @@ class Job:
     finished_at: datetime | None = None
     kind: str = "animate"  # one of KINDS; an engine older than remixes says nothing: an animation
     made: str | None = None  # the checkpoint a done tune or train job wrote
+    shareable: bool = False  # its requester may put it in the engine's gallery (🌐 Share); older engines: never
 
     @property
     def final(self) -> bool:
@@ -58,7 +59,21 @@ class Job:
             checkpoint=data.get("checkpoint"), seed=data.get("seed"), timings=data.get("timings"),
             created_at=parse_time(data.get("created_at")), finished_at=parse_time(data.get("finished_at")),
             kind=str(data.get("kind") or "animate"), made=_text(data.get("made")),
+            shareable=data.get("shareable") is True,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A result in the engine's gallery."""
+
+    job_id: str
+    shared_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Shared:
+        """A ShareView body."""
+        return cls(str(data["job_id"]), parse_time(data.get("shared_at")))
 
 
 @dataclass(frozen=True)

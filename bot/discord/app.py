@@ -91,7 +91,7 @@ class MakeItMove(discord.Client):
                 await message.reply(messages.error_text(RuntimeError()), mention_author=False, allowed_mentions=NONE)
 
     async def on_result_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
-        """A press of 🔁 ⚡ 📝 🗑 under a result, old results' included."""
+        """A press of 🔁 ⚡ 📝 🗑 🌐 under a result, old results' included."""
         await commands.on_button(interaction, action, job_id)
 
     async def close(self) -> None:

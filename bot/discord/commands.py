@@ -27,7 +27,7 @@ from bot.core.options import (
     rerun,
 )
 from bot.core.pending import PendingJob
-from bot.discord import admin, clips, delivery, media
+from bot.discord import admin, clips, delivery, gallery, media
 from bot.discord.runtime import DEFAULT_UPLOAD_LIMIT, NONE, PLATFORM, Runtime, poster_of, runtime_of, say
 from engine.vocabulary import Motion
 
@@ -242,6 +242,9 @@ def help_text(*, is_admin: bool, replies: bool) -> str:
 
 async def on_button(interaction: discord.Interaction, action: str, job_id: str) -> None:
     """What a press of a result button does; refusals and errors are ephemeral, one sentence."""
+    if action in ("share", "shared"):
+        await gallery.on_share(interaction, action, job_id)
+        return
     rt = runtime_of(interaction)
     kept = rt.pending.get(job_id)
     user = interaction.user

@@ -283,7 +283,8 @@ async def _finish(rt: Runtime, client: discord.Client, job: Job) -> None:
         rt.pending.update(job.id, sending=True)
     try:
         name = f"makeitmove-{job.id[:12]}.{extension}"
-        message_id = await _upload(client, kept, job.id, data, name, caption, result_view(job.id, kept.request.kind))
+        view = result_view(job.id, kept.request.kind, share=job.shareable)
+        message_id = await _upload(client, kept, job.id, data, name, caption, view)
     except discord.HTTPException as exc:
         if exc.status >= 500:
             raise  # Discord's own trouble: the watcher tries again

@@ -147,7 +147,9 @@ async def _finish(rt: Runtime, bot: Bot, job: Job) -> None:
     else:
         rt.pending.update(job.id, sending=True)
     rt.throttle.reserve(kept.chat_id)
-    sent = await send_result(bot, kept.chat_id, data, caption, job.id, reply_to=kept.reply_to, kind=kept.request.kind)
+    sent = await send_result(
+        bot, kept.chat_id, data, caption, job.id, reply_to=kept.reply_to, kind=kept.request.kind, share=job.shareable
+    )
     rt.pending.update(job.id, delivered=True, seed=job.seed, result_id=sent.message_id, at=time.time())
     rt.shown.pop(job.id, None)
     log.info("job %s delivered to chat %s", job.id, kept.chat_id)
@@ -182,12 +184,14 @@ def caption_of(kept: PendingJob, job: Job) -> str:
 
 
 async def send_result(
-    bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int | None, kind: str = "animate"
-) -> Message:
-    """sendAnimation with the MP4, replying to the meme, with the result buttons; no parse_mode."""
+    bot: Bot, chat_id: int, data: bytes, caption: str, job_id: str, *, reply_to: int | None, kind: str = "animate",
+    share: bool = False,
+) -> Message:  # fmt: skip
+    """sendAnimation with the MP4, replying to the meme, with the result buttons (🌐 Share too if `share`)."""
+    markup = result_buttons(job_id, kind, share=share)
     return await sending.call(
         lambda: bot.send_animation(
-            chat_id, data, caption=caption, filename=f"{job_id[:12]}.mp4", reply_markup=result_buttons(job_id, kind),
+            chat_id, data, caption=caption, filename=f"{job_id[:12]}.mp4", reply_markup=markup,
             reply_parameters=(
                 ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
             ),
@@ -196,8 +200,15 @@ async def send_result(
     )  # fmt: skip
 
 
-def result_buttons(job_id: str, kind: str = "animate") -> InlineKeyboardMarkup:
-    """🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete (a remix: 🔁 🗑); callback data `mim:<action>:<id>` ≤ 64 bytes."""
+def result_buttons(job_id: str, kind: str = "animate", *, share: bool = False) -> InlineKeyboardMarkup:
+    """🔁 Again, ⚡ More motion, 📝 Prompt, 🗑 Delete (a remix: 🔁 🗑), then 🌐 Share alone on a row if `share`.
+
+    Callback data is `mim:<action>:<id>`, 64 bytes at most.
+    """
     buttons = messages.REMIX_BUTTONS if kind == "remix" else messages.RESULT_BUTTONS
     row = [InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}") for action, label in buttons]
-    return InlineKeyboardMarkup([row[:2], row[2:]] if len(row) > 2 else [row])
+    rows = [row[:2], row[2:]] if len(row) > 2 else [row]
+    if share:
+        action, label = messages.SHARE_BUTTON
+        rows.append([InlineKeyboardButton(label, callback_data=f"mim:{action}:{job_id}")])
+    return InlineKeyboardMarkup(rows)

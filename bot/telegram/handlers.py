@@ -13,7 +13,7 @@ from telegram.ext import ContextTypes
 from bot.core import messages
 from bot.core.errors import BotError, OptionError
 from bot.core.options import Request, parse_animate, parse_remix, rerun
-from bot.telegram import sending
+from bot.telegram import gallery, sending
 from bot.telegram.delivery import end_without_result, send_result, start_job
 from bot.telegram.media import Source, clip_source, image_source
 from bot.telegram.runtime import PLATFORM, runtime
@@ -113,7 +113,7 @@ async def offer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Every inline button: `mim:go`, `mim:again|more|prompt|del|send:<job id>`."""
+    """Every inline button: `mim:go`, `mim:again|more|prompt|del|send|share|shared:<job id>`."""
     query = update.callback_query
     if query is None or query.data is None:
         return
@@ -123,6 +123,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     allowed = kept is None or query.from_user.id == kept.user_id or rt.is_admin(query.from_user.id)
     if action == "del" and not allowed:
         await query.answer(messages.NOT_YOUR_JOB, show_alert=True)  # the refusal is the answer itself
+        return
+    if action in ("share", "shared"):  # answered with what happened, which only the presser sees
+        await (gallery.share(rt, query, job_id) if action == "share" else gallery.already_shared(query))
         return
     await query.answer()
     message = query.message if isinstance(query.message, Message) else None
@@ -163,7 +166,10 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             data, _ = await rt.engine.result(job_id)
             job = await rt.engine.get(job_id)
             caption = messages.result_caption(None, (job.script or {}).get("motion_prompt"))
-            await send_result(context.bot, chat_id, data, caption, job_id, reply_to=message.message_id, kind=job.kind)
+            await send_result(
+                context.bot, chat_id, data, caption, job_id, reply_to=message.message_id, kind=job.kind,
+                share=job.shareable,
+            )  # fmt: skip
     except BotError as exc:
         line = messages.error_text(exc, job_id=job_id)
         await sending.call(lambda: context.bot.send_message(chat_id, line), what="send")

@@ -16,8 +16,9 @@ from bot.core.pending import PendingJob, PendingJobs
 from bot.discord.app import MakeItMove, running
 from engine.pipeline import Pipeline, PipelineResult, ProgressCallback
 from engine.service.app import create_app
-from engine.service.keys import Tokens
+from engine.service.keys import REPOSITORY, Tokens
 from engine.types import AnimationOptions
+from storage.repository import Repository
 from tests.bot.telegram_world import ADMIN_TOKEN, ENGINE_TOKEN, GENEROUS, SMALL, settings_of
 from tests.fakes import discord as fd
 from tests.support.memes import meme
@@ -126,12 +127,17 @@ class World:
             assert time.monotonic() < deadline, f"still running after {WAIT_S} s: {[t.get_name() for t in busy]}"
             await asyncio.wait(busy, timeout=max(deadline - time.monotonic(), 0))
 
+    def repository(self) -> Repository:
+        """The running engine's own repository, to look at what it stored."""
+        assert self._runner is not None, "the engine isn't running"
+        return self._runner.app[REPOSITORY]
+
     def pending(self) -> dict[str, PendingJob]:
         return PendingJobs(self.bot_settings.discord.state_file).all()
 
-    async def result(self, interaction: dict[str, Any]) -> dict[str, Any]:
+    async def result(self, interaction: dict[str, Any], *, share: bool = False) -> dict[str, Any]:
         """The result in the interaction's message, once the bot has also recorded it as delivered."""
-        message = await result_of(self.fake, interaction)
+        message = await result_of(self.fake, interaction, share=share)
         await self.fake.wait_until(lambda: (kept := self.pending().get(job_of(message))) and kept.delivered, WAIT_S)
         return message
 
@@ -176,19 +182,20 @@ def kind_of(data: bytes) -> str:
     return "?"
 
 
-async def result_of(fake: fd.FakeDiscord, interaction: Any) -> dict[str, Any]:
+async def result_of(fake: fd.FakeDiscord, interaction: Any, *, share: bool = False) -> dict[str, Any]:
     """Wait until the interaction's original message carries the result; check what a result must be."""
     message = await fake.wait_until(lambda: with_file(fake.original(interaction)), timeout=WAIT_S)
-    return checked(message)
+    return checked(message, share=share)
 
 
 def with_file(message: dict[str, Any] | None) -> dict[str, Any] | None:
     return message if message and message.get("attachments") else None
 
 
-def checked(message: dict[str, Any]) -> dict[str, Any]:
+def checked(message: dict[str, Any], *, share: bool = False) -> dict[str, Any]:
+    """The result's buttons are the four (and 🌐 Share last, if `share`), with ids Discord accepts."""
     ids = [c["custom_id"] for row in message.get("components", []) for c in row.get("components", [])]
-    assert [i.split(":")[1] for i in ids] == ["again", "more", "prompt", "del"], ids
+    assert [i.split(":")[1] for i in ids] == ["again", "more", "prompt", "del", *(["share"] if share else [])], ids
     assert all(len(i) <= 100 for i in ids)
     return message
 

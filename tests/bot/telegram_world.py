@@ -19,7 +19,8 @@ from bot.telegram.runtime import runtime_of
 from engine.config import Settings, load_settings, replace
 from engine.pipeline import Pipeline
 from engine.service.app import create_app
-from engine.service.keys import Tokens
+from engine.service.keys import REPOSITORY, Tokens
+from storage.repository import Repository
 from tests.fakes.telegram import WAIT_S, Call, FakeTelegram, Users
 from tests.support.ports import free_port
 from tests.support.settings import BOT_SECTIONS, both
@@ -76,6 +77,11 @@ class World:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def repository(self) -> Repository:
+        """The running engine's own repository, to look at what it stored."""
+        assert self._runner is not None, "the engine isn't running"
+        return self._runner.app[REPOSITORY]
 
     def pending(self) -> dict[str, PendingJob]:
         """The jobs the bots' state file holds, by engine job id."""
@@ -169,14 +175,15 @@ def with_text(line: str) -> Callable[[Call], bool]:
     return lambda c: c.text == line
 
 
-async def delivered(world: World, meme_message: dict[str, Any], count: int = 1) -> list[Call]:
-    """Wait for `count` results replying to the meme; check what a result must be."""
+async def delivered(world: World, meme_message: dict[str, Any], count: int = 1, *, share: bool = False) -> list[Call]:
+    """Wait for `count` results replying to the meme; check what a result must be (🌐 Share last, if `share`)."""
     replied = replying_to(meme_message)
     results = await world.fake.wait_for("sendAnimation", lambda c: replied(c) and c.result != "429", count=count)
     for call in results:
         assert call.uploads["animation"][4:8] == b"ftyp", "the result is an MP4"
         assert "parse_mode" not in call.params
-        assert [b["callback_data"].split(":")[1] for b in call.buttons] == ["again", "more", "prompt", "del"]
+        actions = ["again", "more", "prompt", "del", *(["share"] if share else [])]
+        assert [b["callback_data"].split(":")[1] for b in call.buttons] == actions
         assert all(len(b["callback_data"].encode()) <= 64 for b in call.buttons)
     return results
 

@@ -32,8 +32,7 @@ class Call:
     @property
     def chat_id(self) -> int | None:
         """The chat the call addressed, as an int."""
-        value = self.params.get("chat_id")
-        return int(value) if value is not None else None
+        return int(value) if (value := self.params.get("chat_id")) is not None else None
 
     @property
     def text(self) -> str:
@@ -283,8 +282,10 @@ class FakeTelegram:
         key = (int(params["chat_id"]), int(params["message_id"]))
         if key not in self.messages:
             return self._error(400, "Bad Request: message to edit not found")
-        self.messages[key] = {**self.messages[key], "text": params["text"]}
+        self.messages[key] = {**self.messages[key], **{k: params[k] for k in ("text", "reply_markup") if k in params}}
         return self.messages[key]
+
+    _editMessageReplyMarkup = _editMessageText  # noqa: N815  the same edit, of the buttons alone
 
     async def _deleteMessage(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:  # noqa: N802
         key = (int(params["chat_id"]), int(params["message_id"]))
