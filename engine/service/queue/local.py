@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from engine.config import Settings
 from engine.pipeline import ProgressCallback
 from engine.service.checkpoints import CheckpointRegistry
-from engine.service.queue.protocol import JobUpdate
+from engine.service.queue.protocol import JobUpdate, WorkerInfo
 from engine.service.queue.runner import (
     DB_TIMEOUT_S,
     PROGRESS_INTERVAL_S,
@@ -67,6 +67,7 @@ class LocalJobQueue:
         # is a dict lookup instead of a count query per watcher per change.
         self._order = QueueOrder()
         self._notifier = Notifier()
+        self._running: str | None = None  # the job the worker thread is on (written by it, read by the dashboard)
 
     # --- JobQueue -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -102,6 +103,7 @@ class LocalJobQueue:
             # Same step as the put, so the order and the worker's FIFO never disagree.
             self._order.append(submitted.job.id)
             self._ids.put(submitted.job.id)
+            self._notifier.touched()
             log.info("job %s queued", submitted.job.id)
         return submitted
 
@@ -162,6 +164,17 @@ class LocalJobQueue:
         finally:
             self._notifier.leave(job_id)
 
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change to any job; take it before reading."""
+        return self._notifier.anything
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The one worker thread of this process, and the job it runs."""
+        thread = self._thread
+        running = self._running
+        alive = thread is not None and thread.is_alive()
+        return [WorkerInfo(name="this engine's worker thread", alive=alive, job_id=running, last_heartbeat=None)]
+
     def _live(self, record: JobRecord) -> JobRecord:
         """The record with its live stage and fraction while running."""
         live = self._notifier.live.get(record.id) if record.status == "running" else None
@@ -209,6 +222,7 @@ class LocalJobQueue:
             if job_id is None or self._stopping.is_set():
                 break
             try:
+                self._running = job_id
                 runner = self._run_one(job_id, runner)
             except Abandoned:
                 log.info("job %s abandoned: the queue is stopping; it resumes on the next start", job_id)
@@ -216,6 +230,7 @@ class LocalJobQueue:
             except Exception:
                 log.exception("job %s: the worker hit an error outside the pipeline", job_id)
             finally:
+                self._running = None
                 with self._lock:
                     self._cancelled.discard(job_id)
                 self._soon(self._notifier.ended, job_id)

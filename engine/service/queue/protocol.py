@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from storage.records import JobRecord, NewJob, Submitted
@@ -13,6 +16,16 @@ class JobUpdate(NamedTuple):
 
     record: JobRecord
     position: int | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One process that runs jobs, as the dashboard shows it."""
+
+    name: str
+    alive: bool
+    job_id: str | None  # the job it runs now
+    last_heartbeat: datetime | None  # None: it runs inside this process, so it is alive while the engine is
 
 
 class JobQueue(Protocol):
@@ -38,3 +51,9 @@ class JobQueue(Protocol):
 
     def watch(self, job_id: str) -> AsyncIterator[JobUpdate]:
         """Yield the job and its position now and after every change to either; end when it is final."""
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change to any job (submitted, started, progressed, ended); take it, then read."""
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The processes that run jobs: alive or not, what each runs, when each last said so."""

@@ -122,7 +122,8 @@ def script_of(result: PipelineResult) -> dict[str, Any]:
     """The job history's script: what the engine read, understood and decided, as JSON."""
     script = dataclasses.asdict(result.script)
     ocr = [{"text": b.text, "box": list(b.box), "confidence": round(b.confidence, 3)} for b in result.ocr.blocks]
-    return {"ocr": ocr, **script}
+    # which backend ran each stage (the dashboard's job page shows them)
+    return {"ocr": ocr, **script, "backends": dict(result.backends)}
 
 
 def out_of_memory(exc: BaseException) -> bool:

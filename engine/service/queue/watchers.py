@@ -68,6 +68,7 @@ class Notifier:
     def __init__(self) -> None:
         self._watched: dict[str, Watched] = {}
         self.live: dict[str, tuple[str, float]] = {}  # running job id -> (stage, fraction) not yet stored
+        self.anything = asyncio.Event()  # set, then replaced, at any change to any job (the dashboard's queue)
 
     def enter(self, job_id: str) -> Watched:
         """Register a watcher of job_id; pair with leave()."""
@@ -85,6 +86,7 @@ class Notifier:
 
     def stored(self, job_id: str) -> None:
         """The job's row changed: its watchers re-read it."""
+        self.touched()
         watched = self._watched.get(job_id)
         if watched is not None:
             watched.stored += 1
@@ -93,6 +95,7 @@ class Notifier:
     def progressed(self, job_id: str, stage: str, fraction: float) -> None:
         """The running job reached a stage: kept in memory (the row is written throttled) and shown to watchers."""
         self.live[job_id] = (stage, fraction)
+        self.touched()
         watched = self._watched.get(job_id)
         if watched is not None:
             self._wake(watched)
@@ -100,12 +103,19 @@ class Notifier:
     def ended(self, job_id: str) -> None:
         """The job's run is over: its live progress is no longer news."""
         self.live.pop(job_id, None)
+        self.touched()
 
     def wake_all(self) -> None:
         """Wake every watcher, to re-read (on stop)."""
+        self.touched()
         for watched in self._watched.values():
             watched.stored += 1
             self._wake(watched)
+
+    def touched(self) -> None:
+        """Something changed in the queue (a job joined, started, moved on or ended): wake whoever watches it all."""
+        anything, self.anything = self.anything, asyncio.Event()
+        anything.set()
 
     @staticmethod
     def _wake(watched: Watched) -> None:

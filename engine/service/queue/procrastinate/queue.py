@@ -15,11 +15,13 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from engine.config import Settings
 from engine.service.checkpoints import CheckpointRegistry
 from engine.service.queue.procrastinate.app import (
+    GPU_QUEUE,
     JOBS_CHANNEL,
     apply_schema,
     check_settings,
@@ -28,7 +30,7 @@ from engine.service.queue.procrastinate.app import (
     defer,
 )
 from engine.service.queue.procrastinate.worker import JobWorker, register_tasks
-from engine.service.queue.protocol import JobUpdate
+from engine.service.queue.protocol import JobUpdate, WorkerInfo
 from engine.service.queue.runner import Runner
 from engine.service.queue.watchers import Notifier
 from storage.records import JobRecord, NewJob, Submitted
@@ -43,6 +45,14 @@ WATCH_FALLBACK_S = 5.0  # re-read a watched job this often even without a notifi
 POSITION_INTERVAL_S = 0.1  # a queued job's watchers recount their position at most this often
 LISTEN_CHECK_S = 30.0  # an idle LISTEN connection is checked (and reopened if dead) this often
 LISTEN_RETRY_S = 2.0
+# Procrastinate's own registry of workers and what each is doing; a worker process runs two of them,
+# one on the gpu queue (our jobs) and one on the maintenance queue (recovery).
+WORKERS_SQL = """
+SELECT w.id, w.last_heartbeat, j.queue_name, j.args->>'job_id' AS job_id
+FROM procrastinate_workers w
+LEFT JOIN procrastinate_jobs j ON j.worker_id = w.id AND j.status = 'doing'
+ORDER BY w.id
+"""
 
 
 class ProcrastinateJobQueue:
@@ -166,6 +176,30 @@ class ProcrastinateJobQueue:
                         await asyncio.wait_for(changed.wait(), POSITION_INTERVAL_S)
         finally:
             self._notifier.leave(job_id)
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change to any job (every replica hears the workers' writes); take it, then read."""
+        return self._notifier.anything
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Every Procrastinate worker: alive while its heartbeat is younger than stalled_after_s, and its job."""
+        rows = await self._app.connector.execute_query_all_async(WORKERS_SQL)
+        now = datetime.now(timezone.utc)
+        found = []
+        for row in rows:
+            beat: datetime = row["last_heartbeat"]
+            job_id = row["job_id"] if row["queue_name"] == GPU_QUEUE else None
+            record = await self.repository.get(job_id) if job_id else None
+            role = "upkeep" if row["queue_name"] not in (None, GPU_QUEUE) else "jobs"
+            name = (
+                f"worker {row['id']} ({record.worker})"
+                if record is not None and record.worker
+                else f"worker {row['id']}"
+            )
+            alive = (now - beat).total_seconds() < self.settings.queue.stalled_after_s
+            found.append(WorkerInfo(name=f"{name} · {role}" if role == "upkeep" else name, alive=alive,
+                                    job_id=job_id, last_heartbeat=beat))  # fmt: skip
+        return found
 
     # --- notifications --------------------------------------------------------------------------
     def _heard_change(self, job_id: str, *, moved: bool) -> None:
