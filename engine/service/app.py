@@ -36,6 +36,8 @@ from engine.service.queue.local import LocalJobQueue
 from engine.service.queue.procrastinate.queue import ProcrastinateJobQueue
 from engine.service.queue.protocol import JobQueue
 from engine.service.repository import open_repository
+from engine.service.web.guard import guard
+from engine.service.web.routes import setup_web
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def create_app(
     check_exposure(settings, tokens)
     backend: QueueFactory = ProcrastinateJobQueue if settings.queue.backend == "procrastinate" else LocalJobQueue
     make_queue = queue_factory or backend
-    app = web.Application(client_max_size=settings.engine.max_body_bytes, middlewares=[errors, auth])
+    app = web.Application(client_max_size=settings.engine.max_body_bytes, middlewares=[errors, auth, guard])
     app[SETTINGS] = settings
     app[TOKENS] = tokens
     app[METRICS] = ServiceMetrics()
@@ -86,6 +88,7 @@ def create_app(
     app[CHECKPOINTS] = CheckpointRegistry(settings.checkpoints.dir)
     app[OPENAPI] = build_spec(ROUTES, version=_version())
     add_routes(app)
+    setup_web(app)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
         try:

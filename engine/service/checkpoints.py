@@ -122,6 +122,46 @@ class CheckpointRegistry:
             raise UserError(f"The checkpoint {name} can't be used: {checkpoint.problem}.", code="invalid_checkpoint")
         return checkpoint
 
+    def add(self, name: str, source: Path) -> Checkpoint:
+        """Move the uploaded file `source` (in this directory, a dot-file) in as `name`, once it checks out.
+
+        The file is checked exactly as a listing checks it; a bad one is a UserError with the reason and is
+        removed. An existing checkpoint is never replaced: the link into place fails instead.
+        """
+        check_name(name)
+        try:
+            try:
+                tensors, _ = read_header(source)
+                if tensors == 0:
+                    raise ValueError("it holds no tensors")
+            except (OSError, ValueError) as exc:
+                reason = _reason(exc, source)
+                raise UserError(f"That file isn't a checkpoint I can use: {reason}.", code="bad_upload") from None
+            target = self.directory / f"{name}{SUFFIX}"
+            try:
+                os.link(source, target)  # fails if the name is taken: no check-then-write race
+            except FileExistsError:
+                raise UserError(
+                    f"There is already a checkpoint called {name}; delete it first or choose another name.",
+                    code="checkpoint_exists",
+                ) from None
+        finally:
+            source.unlink(missing_ok=True)
+        log.info("checkpoint %s added (%s)", name, human_bytes(target.stat().st_size))
+        return self._describe(target)
+
+    def delete(self, name: str) -> None:
+        """Remove the checkpoint `name` (a link is removed, never what it points at); a UserError if absent."""
+        check_name(name)
+        path = self.directory / f"{name}{SUFFIX}"
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise UserError(f"There is no checkpoint called {name}.", code="unknown_checkpoint") from None
+        with self._lock:
+            self._parsed.pop(path, None)
+        log.info("checkpoint %s deleted", name)
+
     def _describe(self, path: Path) -> Checkpoint:
         """One directory entry as a Checkpoint: whatever is wrong with it becomes its problem."""
         name = _shown(path.name[: -len(SUFFIX)])
