@@ -60,7 +60,7 @@ def real_pipeline() -> Pipeline:
 def engine(tmp_path: Path, real_pipeline: Pipeline) -> Iterator[Engine]:
     """The engine on a loopback port; its pipeline holds each job at `caption` and at `generate` until released."""
     pipeline = SteppingPipeline(real_pipeline, holds=("caption", "generate"))
-    with Engine(settings_for(tmp_path), pipeline) as served:
+    with Engine(settings_for(tmp_path, gallery={"public": True}), pipeline) as served:
         yield served
 
 
@@ -220,6 +220,7 @@ def test_every_page_looks_right_on_a_desktop_and_a_phone(engine: Engine, page: A
     done = [engine.submit(user=f"user{n}", platform=p)[1]["id"] for n, p in enumerate(("telegram", "discord"))]
     for job_id in done:
         assert engine.wait_final(job_id)["status"] == "done"
+    assert engine.share(done[0], "user0")[0] == 200
     sign_in(page, engine)
     for name in PAGES:
         page.goto(f"{engine.url}/admin/{name}")
@@ -230,6 +231,7 @@ def test_every_page_looks_right_on_a_desktop_and_a_phone(engine: Engine, page: A
     page.wait_for_load_state("load")
     shot(page, "desktop-job")
     page.goto(f"{engine.url}/gallery")
+    expect(page.locator(f'figure[data-job="{done[0]}"] img')).to_be_visible()
     shot(page, "desktop-gallery")
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, is_mobile=True)

@@ -359,3 +359,42 @@ def test_the_gallery_is_private_unless_public(tmp_path: Path, pipeline: Pipeline
 
     run(settings_for(tmp_path), pipeline, private)
     run(settings_for(tmp_path / "public", gallery={"public": True}), pipeline, public)
+
+
+def test_a_shared_result_shows_in_the_public_gallery_until_an_admin_removes_it(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    async def scenario(client: TestClient) -> None:
+        form = aiohttp.FormData()
+        form.add_field("image", meme(), filename="meme.png", content_type="image/png")
+        form.add_field("options", json.dumps(SMALL))
+        for name, value in {"platform": "telegram", "user_id": "zoe", "chat_id": "c9"}.items():
+            form.add_field(name, value)
+        async with client.post("/v1/jobs", data=form, headers=BOT_AUTH) as response:
+            job_id = (await response.json())["id"]
+        async with client.get(f"/v1/jobs/{job_id}/events", headers=BOT_AUTH) as response:
+            async for _ in response.content:
+                pass
+        requester = {"platform": "telegram", "user_id": "zoe"}
+        async with client.post(f"/v1/jobs/{job_id}/share", json=requester, headers=BOT_AUTH) as response:
+            assert response.status == 200, await response.text()
+        async with client.get("/gallery") as response:  # anyone, no session
+            html = await response.text()
+            assert f"/gallery/{job_id}/media" in html and "Remove" not in html
+        async with client.get(f"/gallery/{job_id}/media") as response:
+            assert response.status == 200 and response.content_type == "image/gif"
+        async with client.get(f"/gallery/{'b' * 32}/media") as response:
+            assert response.status == 404  # only what is in the gallery is served here
+        await sign_in(client)
+        token = await page_csrf(client, "/gallery")
+        async with client.post(f"/admin/gallery/{job_id}/remove", data={"csrf": token}) as response:
+            assert response.status == 200 and "Removed from the gallery." in await response.text()
+        client.session.cookie_jar.clear()
+        async with client.get("/gallery") as response:
+            assert job_id not in await response.text()
+        async with client.get(f"/gallery/{job_id}/media") as response:
+            assert response.status == 404
+        async with client.post(f"/v1/jobs/{job_id}/share", json=requester, headers=BOT_AUTH) as response:
+            assert response.status == 409 and (await response.json())["code"] == "removed"
+
+    run(settings_for(tmp_path, gallery={"public": True}), pipeline, scenario)

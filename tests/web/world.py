@@ -147,6 +147,22 @@ class Engine:
 
         return self.call(get())
 
+    def share(self, job_id: str, user: str, platform: str = "telegram") -> tuple[int, dict[str, Any]]:
+        """POST /v1/jobs/{id}/share for the requester (the bot's 🌐 Share)."""
+
+        async def post() -> tuple[int, dict[str, Any]]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"{self.url}/v1/jobs/{job_id}/share",
+                    json={"platform": platform, "user_id": user},
+                    headers={"Authorization": f"Bearer {BOT}"},
+                ) as response,
+            ):
+                return response.status, await response.json()
+
+        return self.call(post())
+
     def wait_final(self, job_id: str) -> dict[str, Any]:
         """Follow the job's event stream until its final state."""
 
