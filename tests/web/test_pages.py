@@ -398,3 +398,40 @@ def test_a_shared_result_shows_in_the_public_gallery_until_an_admin_removes_it(
             assert response.status == 409 and (await response.json())["code"] == "removed"
 
     run(settings_for(tmp_path, gallery={"public": True}), pipeline, scenario)
+
+
+def test_bytes_a_client_sends_to_the_pages_never_cause_a_500(tmp_path: Path, pipeline: Pipeline) -> None:
+    junk = bytes(range(256)) * 8
+    bodies: list[tuple[dict[str, str], bytes]] = [
+        ({"Content-Type": "application/x-www-form-urlencoded"}, junk),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"token=%ff%fe&csrf=%00&next=%0d%0a"),
+        ({"Content-Type": "multipart/form-data; boundary=xx"}, junk),
+        ({"Content-Type": "multipart/form-data"}, b"--\r\n"),
+        ({"Content-Type": "application/json"}, b'{"token": "x"}'),
+        ({"Content-Type": "text/plain"}, b""),
+    ]
+
+    async def probe(client: TestClient) -> None:
+        for method, path, _ in ROUTES:
+            target = concrete(path)
+            if method == "GET":
+                for query in ("?page=%ff&since=99999-99-99&status=%00", "?next=%0d%0aSet-Cookie:x&window=%ff"):
+                    async with client.get(target + query, allow_redirects=False) as response:
+                        assert response.status < 500, (target, query, response.status)
+                continue
+            for headers, body in bodies:
+                async with client.post(target, data=body, headers=headers, allow_redirects=False) as response:
+                    assert response.status < 500, (target, headers, response.status)
+                    assert "Traceback" not in await response.text()
+
+    async def scenario(client: TestClient) -> None:
+        await probe(client)  # signed out
+        await sign_in(client)
+        await probe(client)  # signed in, with no or a wrong CSRF token
+        client.session.cookie_jar.clear()
+        for value in ("%" * 43, "a" * 43, "a" * 5000, '"quoted"'):  # malformed, or well-formed but never issued
+            headers = {"Cookie": f"{SESSION_COOKIE}={value}"}
+            async with client.get("/admin/queue", headers=headers, allow_redirects=False) as response:
+                assert response.status == 303, value
+
+    run(settings_for(tmp_path), pipeline, scenario)

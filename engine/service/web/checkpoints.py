@@ -17,6 +17,7 @@ from engine.service.api.handlers.making import needs_gpu
 from engine.service.api.middleware import validation_message
 from engine.service.api.models import Training, TrainingRequest, TuneOptions
 from engine.service.keys import CHECKPOINTS, QUEUE, REPOSITORY, SETTINGS
+from engine.service.web.guard import posted
 from engine.service.web.render import field, page
 from engine.service.web.uploads import read_upload
 from engine.sniff import clip_suffix
@@ -69,7 +70,7 @@ def _back(done: str) -> web.HTTPSeeOther:
 
 async def switch_checkpoint(request: web.Request) -> web.StreamResponse:
     """POST /admin/checkpoints/active: choose the checkpoint the next jobs start with (empty: none)."""
-    name = field(await request.post(), "name")
+    name = field(await posted(request), "name")
     if name:
         try:
             await asyncio.to_thread(request.app[CHECKPOINTS].choose, name)
@@ -121,7 +122,7 @@ async def start_training(request: web.Request) -> web.StreamResponse:
     reason = needs_gpu(settings, "Training")
     if reason is not None:
         return await checkpoints_page(request, problem=reason, status=409)
-    form = await request.post()
+    form = await posted(request)
     values: dict[str, Any] = {"dataset": field(form, "dataset"), "name": field(form, "name")}
     for key in ("steps", "rank"):
         if field(form, key):

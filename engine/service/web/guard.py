@@ -11,10 +11,12 @@ and /gallery are pages, never JSON.
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import MultiDictProxy
 
 from engine.errors import UserError
 from engine.service.keys import REPOSITORY, TOKENS
@@ -88,13 +90,22 @@ def check_origin(request: web.Request) -> None:
         raise PageError(403, "That form came from another site, so I ignored it.")
 
 
+async def posted(request: web.Request) -> MultiDictProxy[Any]:
+    """The submitted form; a body that isn't one (bad bytes, a broken multipart) is a 400 page, not an error."""
+    try:
+        return await request.post()
+    except (ValueError, UnicodeDecodeError, AssertionError) as exc:  # aiohttp's parsers raise these on bad input
+        log.info("%s %s: a form that can't be read (%s)", request.method, request.path, type(exc).__name__)
+        raise PageError(400, "That form couldn't be read; reload the page and try again.") from None
+
+
 async def check_csrf(request: web.Request, presented: str | None = None) -> None:
     """The request carries the session's CSRF token; a PageError otherwise."""
     session: AdminSession | None = request.get(SESSION)
     if presented is None:
         presented = request.headers.get(CSRF_HEADER)
     if presented is None and request.content_type in FORMS:
-        form = await request.post()
+        form = await posted(request)
         value = form.get(CSRF_FIELD)
         presented = value if isinstance(value, str) else None
     if session is None or not csrf_matches(session.secret, presented):

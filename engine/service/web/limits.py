@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from engine.service.api.middleware import validation_message
 from engine.service.api.models import NAME, BanRequest, LimitsBody
 from engine.service.keys import REPOSITORY
+from engine.service.web.guard import posted
 from engine.service.web.render import field, page
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ async def limits_page(
 
 async def save_limits(request: web.Request) -> web.StreamResponse:
     """POST /admin/limits: replace the six numbers, checked as PUT /v1/admin/limits checks them."""
-    form = await request.post()
+    form = await posted(request)
     typed = {name: field(form, name) for name, _ in LIMIT_FIELDS}
     try:
         body = LimitsBody.model_validate({k: _number(v) for k, v in typed.items()})
@@ -69,7 +70,7 @@ def _number(text: str) -> Any:
 
 async def add_ban(request: web.Request) -> web.StreamResponse:
     """POST /admin/bans: ban a user of a platform, with a reason."""
-    form = await request.post()
+    form = await posted(request)
     values = {name: field(form, name) for name in ("platform", "user_id", "reason")}
     try:
         body = BanRequest.model_validate(values)

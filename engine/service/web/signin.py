@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from engine.service.keys import REPOSITORY, SETTINGS, TOKENS
-from engine.service.web.guard import SIGNIN, PageError, check_csrf
+from engine.service.web.guard import SIGNIN, PageError, check_csrf, posted
 from engine.service.web.render import SESSION, field, page
 from engine.service.web.sessions import (
     CSRF_FIELD,
@@ -82,7 +82,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     admin_token = request.app[TOKENS].admin
     if admin_token is None:
         raise PageError(403, DISABLED)
-    form = await request.post()
+    form = await posted(request)
     next_page = field(form, "next")
     if not csrf_matches(request.cookies.get(SIGNIN_COOKIE), field(form, CSRF_FIELD), "signin"):
         return _form_page(

@@ -25,6 +25,15 @@ async def read_upload(
     if request.content_type != "multipart/form-data":
         await check_csrf(request)  # a forged request hears about its token, not about its encoding
         raise PageError(400, "Send the file with the page's upload form.")
+    try:
+        return await _read(request, file_field, max_bytes, folder, suffix)
+    except (ValueError, UnicodeDecodeError, AssertionError) as exc:  # a multipart body that isn't one
+        raise PageError(400, f"That upload couldn't be read ({type(exc).__name__}); try again.") from None
+
+
+async def _read(
+    request: web.Request, file_field: str, max_bytes: int, folder: Path, suffix: str
+) -> tuple[dict[str, str], Path | None]:
     reader = await request.multipart()
     fields: dict[str, str] = {}
     saved: Path | None = None
