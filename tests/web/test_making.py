@@ -22,7 +22,7 @@ from engine.config import Settings
 from engine.pipeline import Pipeline
 from storage.admission import TRAINING_BUSY
 from tests.service.test_training_jobs import moving_gif, tiny_settings
-from tests.web.test_pages import BOT_AUTH, page_csrf, run, sign_in
+from tests.web.client import BOT_AUTH, page_csrf, run, sign_in
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
