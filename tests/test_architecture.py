@@ -134,7 +134,7 @@ def test_backends_never_import_stages_or_the_pipeline() -> None:
 
 
 def test_every_module_stays_small() -> None:
-    folders = [*PACKAGES, "tests", "bench", "examples"]
+    folders = [*PACKAGES, "research", "tests", "bench", "examples"]
     long = {
         str(p.relative_to(REPO)): n
         for folder in folders
@@ -142,6 +142,15 @@ def test_every_module_stays_small() -> None:
         if (n := len(p.read_text("utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_product_never_imports_the_research_reproductions() -> None:
+    """research/ (MAGE and the text-to-video GAN on generated data) stands beside the product, not inside it."""
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+        names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        names += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level]
+        assert not [n for n in names if n == "research" or n.startswith("research.")], f"{name} imports research"
 
 
 def test_the_bots_import_no_heavy_library() -> None:

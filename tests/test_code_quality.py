@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PYTHON_DIRS = ["engine", "storage", "bot", "tests", "bench", "examples"]
+PYTHON_DIRS = ["engine", "storage", "bot", "research", "tests", "bench", "examples"]
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
