@@ -22,6 +22,7 @@ class Clip:
     positions: np.ndarray  # (T, K, 2) float32: each of the K objects' centre (x, y) in pixels, on every frame
     objects: tuple[str, ...]  # what each of the K objects is ("digit 5", "large red metal cone")
     motions: tuple[str, ...]  # each object's motion label from the generator's fixed set ("down then up", "slide")
+    grid: np.ndarray | None = None  # (T, K, 2) float32: each object's place on a scene's grid, if the set has one
 
     @property
     def length(self) -> int:
