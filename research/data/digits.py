@@ -130,7 +130,8 @@ def _clip(rng: np.random.Generator, frames: int, size: int) -> Clip:
         shape = template(motions[k], frames)
         reach = shape.max(0) - shape.min(0)
         speed = rng.uniform(*SPEED) * size / 64
-        speed = min(speed, float(np.min((high - low)[reach > 0] / reach[reach > 0])))
+        # a hair under the most that fits: at exactly the most, rounding can leave the start range empty
+        speed = min(speed, 0.999 * float(np.min((high - low)[reach > 0] / reach[reach > 0])))
         start = rng.uniform(low - speed * shape.min(0), high - speed * shape.max(0))
         corners = np.round(start + speed * shape - centroids[digit, v]).astype(int)  # whole pixels: drawn as is
         positions[:, k] = corners + centroids[digit, v]
