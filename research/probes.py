@@ -126,3 +126,54 @@ def label_ids(motions: Sequence[Sequence[str]], vocabulary: Sequence[str]) -> np
     """(N, K) the index of each object's motion label in `vocabulary`."""
     index = {label: i for i, label in enumerate(vocabulary)}
     return np.array([[index[label] for label in labels] for labels in motions], dtype=np.int64)
+
+
+class ConditionedProbe(nn.Module):
+    """Frame (3, H, W) + which object (a one-hot over `conditions`, e.g. its colour) -> that object's place (2,).
+
+    For scenes whose object count varies (CATER-like): the text names the object, so the probe is asked about it.
+    """
+
+    def __init__(self, conditions: int, width: int = 32) -> None:
+        super().__init__()
+        self.conditions = conditions
+        self.features = nn.Sequential(
+            nn.Conv2d(3 + conditions, width, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(width, width * 2, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(width * 2, width * 2, 4, 2, 1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Linear(width * 2 * 16, 128), nn.ReLU(), nn.Linear(128, 2))
+
+    def forward(self, frames: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) frames and (B,) condition ids -> (B, 2) places."""
+        if frames.ndim != 4 or which.shape != frames.shape[:1]:
+            raise ValueError(f"frames must be (B, 3, H, W) and which (B,), not {tuple(frames.shape)}, {which.shape}")
+        planes = nn.functional.one_hot(which, self.conditions).float()[:, :, None, None]
+        planes = planes.expand(-1, -1, *frames.shape[2:])
+        return self.head(self.features(torch.cat([frames, planes], dim=1)))
+
+    def fit(self, pool: np.ndarray, index: np.ndarray, which: np.ndarray, places: np.ndarray, *, steps: int,
+            batch: int = 64, lr: float = 2e-3, seed: int = 0) -> list[float]:  # fmt: skip
+        """Train on examples (pool[index[m]], which[m]) -> places[m]: frames (F, 3, H, W) are stored once."""
+        pictures, rows = torch.from_numpy(pool), torch.from_numpy(index.astype(np.int64))
+        ids, targets = torch.from_numpy(which.astype(np.int64)), torch.from_numpy(places.astype(np.float32))
+        optimiser = torch.optim.Adam(self.parameters(), lr=lr)
+        generator, losses = _generator(seed), []
+        self.train()
+        for _ in range(steps):
+            pick = torch.randint(len(rows), (batch,), generator=generator)
+            loss = nn.functional.smooth_l1_loss(self(pictures[rows[pick]], ids[pick]), targets[pick])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        self.eval()
+        return losses
+
+    @torch.no_grad()
+    def places(self, frames: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """(M, 3, H, W) frames and (M,) ids -> (M, 2) predicted places."""
+        pictures = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+        ids = torch.from_numpy(which.astype(np.int64))
+        return torch.cat([self(pictures[i : i + 256], ids[i : i + 256]) for i in range(0, len(ids), 256)]).numpy()
