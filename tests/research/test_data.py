@@ -237,7 +237,7 @@ def test_a_rotating_object_stays_put_and_looks_different_halfway(cater_clips: li
 
 
 def test_long_digit_clips_always_find_room_for_their_motion() -> None:
-    """At the most that fits, rounding once left a start range empty (seen at 16 frames in the first 1,200 training clips)."""
+    """At the most that fits, rounding once left a start range empty (16 frames, in the first 1,200 clips)."""
     for frames in (16,):
         clips = digits.make_clips(1200, seed=0, frames=frames, stream=1)
         assert len(clips) == 1200 and all(
