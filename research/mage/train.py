@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,23 +15,6 @@ from research.mage.model import Mage
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, float], None]  # (step, loss) after every step
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How long and how fast each stage trains; `bench()` fits the benchmark's 20 minutes on 2 CPU cores."""
-
-    vqvae_steps: int
-    vqvae_batch: int  # frames
-    vqvae_lr: float
-    mage_steps: int
-    mage_batch: int  # clips
-    mage_lr: float
-
-    @classmethod
-    def bench(cls) -> Schedule:
-        """About 4 minutes of VQ-VAE and 14 of MAGE with `MageConfig.bench()` (measured on 2 shared cores)."""
-        return cls(vqvae_steps=1500, vqvae_batch=32, vqvae_lr=2e-3, mage_steps=1600, mage_batch=16, mage_lr=1e-3)
 
 
 def as_tensor(array: np.ndarray | Tensor, name: str, dtype: torch.dtype) -> Tensor:
@@ -75,8 +57,9 @@ def train_vqvae(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         picker = torch.Generator().manual_seed(seed)
-        # 2. optimise the VQ-VAE alone
+        # 2. optimise the VQ-VAE alone (thawed, in case it was frozen by an earlier run)
         model.vqvae.train()
+        model.vqvae.requires_grad_(True)
         optimizer = torch.optim.AdamW(model.vqvae.parameters(), lr=lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, steps))
         for step in range(steps):
