@@ -7,15 +7,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+def _train(model: nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor], rows: int, *, steps: int, batch: int,
+           lr: float, seed: int) -> list[float]:  # fmt: skip
+    """Adam on `loss_of(random row indices)` for `steps` steps; the model ends in eval mode; the losses."""
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    generator, losses = torch.Generator().manual_seed(seed), []
+    model.train()
+    for _ in range(steps):
+        loss = loss_of(torch.randint(rows, (batch,), generator=generator))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
 
 
 class TrajectoryProbe(nn.Module):
@@ -44,18 +56,15 @@ class TrajectoryProbe(nn.Module):
         """Train on every frame of `videos` (N, T, 3, H, W) against `positions` (N, T, K, 2); the losses."""
         frames = torch.from_numpy(videos.reshape(-1, *videos.shape[2:]))
         targets = torch.from_numpy(positions.reshape(-1, self.objects, 2).astype(np.float32))
-        optimiser = torch.optim.Adam(self.parameters(), lr=lr)
-        generator, losses = _generator(seed), []
-        self.train()
-        for _ in range(steps):
-            pick = torch.randint(len(frames), (batch,), generator=generator)
-            loss = nn.functional.smooth_l1_loss(self(frames[pick]), targets[pick])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        self.eval()
-        return losses
+        return _train(
+            self,
+            lambda pick: nn.functional.smooth_l1_loss(self(frames[pick]), targets[pick]),
+            len(frames),
+            steps=steps,
+            batch=batch,
+            lr=lr,
+            seed=seed,
+        )
 
     @torch.no_grad()
     def tracks(self, videos: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -94,19 +103,17 @@ class VideoFeatures(nn.Module):
             seed: int = 0) -> list[float]:  # fmt: skip
         """Train on `videos` (N, T, 3, H, W) and each object's label id (N, K); the losses."""
         clips, targets = torch.from_numpy(videos), torch.from_numpy(label_ids.astype(np.int64))
-        optimiser = torch.optim.Adam(self.parameters(), lr=lr)
-        generator, losses = _generator(seed), []
-        self.train()
-        for _ in range(steps):
-            pick = torch.randint(len(clips), (batch,), generator=generator)
-            logits = self(clips[pick])
-            loss = nn.functional.cross_entropy(logits.reshape(-1, self.labels), targets[pick].reshape(-1))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        self.eval()
-        return losses
+        return _train(
+            self,
+            lambda pick: nn.functional.cross_entropy(
+                self(clips[pick]).reshape(-1, self.labels), targets[pick].reshape(-1)
+            ),
+            len(clips),
+            steps=steps,
+            batch=batch,
+            lr=lr,
+            seed=seed,
+        )
 
     @torch.no_grad()
     def features(self, videos: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -158,18 +165,15 @@ class ConditionedProbe(nn.Module):
         """Train on examples (pool[index[m]], which[m]) -> places[m]: frames (F, 3, H, W) are stored once."""
         pictures, rows = torch.from_numpy(pool), torch.from_numpy(index.astype(np.int64))
         ids, targets = torch.from_numpy(which.astype(np.int64)), torch.from_numpy(places.astype(np.float32))
-        optimiser = torch.optim.Adam(self.parameters(), lr=lr)
-        generator, losses = _generator(seed), []
-        self.train()
-        for _ in range(steps):
-            pick = torch.randint(len(rows), (batch,), generator=generator)
-            loss = nn.functional.smooth_l1_loss(self(pictures[rows[pick]], ids[pick]), targets[pick])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        self.eval()
-        return losses
+        return _train(
+            self,
+            lambda pick: nn.functional.smooth_l1_loss(self(pictures[rows[pick]], ids[pick]), targets[pick]),
+            len(rows),
+            steps=steps,
+            batch=batch,
+            lr=lr,
+            seed=seed,
+        )
 
     @torch.no_grad()
     def places(self, frames: np.ndarray, which: np.ndarray) -> np.ndarray:
