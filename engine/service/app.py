@@ -21,6 +21,7 @@ from engine.service.checkpoints import CheckpointRegistry
 from engine.service.decodes import DecodeBudget
 from engine.service.keys import (
     CHECKPOINTS,
+    CLOSING,
     DECODES,
     METRICS,
     OPENAPI,
@@ -87,6 +88,12 @@ def create_app(
     app[DECODES] = DecodeBudget(settings.engine.decode_memory_mb * 1024 * 1024, settings.engine.decode_wait_s)
     app[CHECKPOINTS] = CheckpointRegistry(settings.checkpoints.dir)
     app[OPENAPI] = build_spec(ROUTES, version=_version())
+    app[CLOSING] = asyncio.Event()
+
+    async def closing(app: web.Application) -> None:
+        app[CLOSING].set()
+
+    app.on_shutdown.append(closing)
     add_routes(app)
     setup_web(app)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,3 +45,17 @@ CHECKPOINTS = web.AppKey("checkpoints", CheckpointRegistry)
 METRICS = web.AppKey("metrics", ServiceMetrics)
 DECODES = web.AppKey("decodes", DecodeBudget)
 OPENAPI = web.AppKey("openapi", dict)
+# Set when the server starts to shut down: long-lived event streams end at once instead of holding the shutdown
+# until aiohttp's timeout cancels them (a dashboard or a bot following a job kept a restart waiting 15–60 s).
+CLOSING = web.AppKey("closing", asyncio.Event)
+
+
+async def until_set(event: asyncio.Event, closing: asyncio.Event, timeout: float) -> bool:
+    """Wait until `event` or `closing` is set, or `timeout` seconds pass; True when the server is closing."""
+    waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(closing.wait())}
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return closing.is_set()

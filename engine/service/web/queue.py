@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.service.keys import QUEUE, REPOSITORY, SETTINGS
+from engine.service.keys import CLOSING, QUEUE, REPOSITORY, SETTINGS, until_set
 from engine.service.web.guard import PageError, current_session
 from engine.service.web.render import fragment, page
 from storage.records import JobRecord
@@ -74,9 +74,11 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
                 last = html
             else:
                 await response.write(b": keep-alive\n\n")
-            # Woken by a change, or after `keepalive` to refresh the workers' heartbeat ages.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), keepalive)
+            # Woken by a change, or after `keepalive` to refresh the workers' heartbeat ages; ended by a shutdown
+            # (the browser's EventSource reconnects by itself once the engine is back).
+            if await until_set(changed, request.app[CLOSING], keepalive):
+                break
+            if changed.is_set():
                 await asyncio.sleep(COALESCE_S)
     except (ConnectionResetError, ConnectionError):
         log.debug("a dashboard's queue stream closed")

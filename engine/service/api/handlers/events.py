@@ -10,7 +10,7 @@ from aiohttp import web
 
 from engine.service.api.handlers.jobs import find_job
 from engine.service.api.models import JobView
-from engine.service.keys import QUEUE, SETTINGS
+from engine.service.keys import CLOSING, QUEUE, SETTINGS
 from engine.service.queue.protocol import JobUpdate
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,14 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     updates = request.app[QUEUE].watch(job.id)
     # The watcher runs as its own task: a keep-alive timeout must not cancel (and so end) the generator.
     pending: asyncio.Task[JobUpdate] = asyncio.ensure_future(_next(updates))
+    # A shutdown ends the stream cleanly; the client follows the job again once the engine is back.
+    closing = asyncio.ensure_future(request.app[CLOSING].wait())
     last = ""
     try:
         while True:
-            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            done, _ = await asyncio.wait({pending, closing}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            if closing in done:
+                break
             if not done:
                 await response.write(KEEP_ALIVE)
                 continue
@@ -57,6 +61,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         log.debug("event stream of job %s closed by the client", job.id)
         return response
     finally:
+        closing.cancel()
         pending.cancel()
         await asyncio.wait({pending})  # a generator still running cannot be closed
         aclose = getattr(updates, "aclose", None)
