@@ -29,8 +29,9 @@ DECODE_MB = 256
 # requests may hold at once (each body is read under the 25 MB cap, the million-key field stops at 16 KB).
 RSS_HEADROOM_MB = DECODE_MB + 200
 # The health probe must answer while the corpus runs; a handler that blocks the event loop (a parse of a 19 MB
-# field took 4.9 s before) fails this. The 100 ms target is measured by bench/service.py, not asserted here.
-HEALTH_BLOCKED_S = 1.5
+# field took 4.9 s on an idle machine) fails this. 3 s leaves room for a busy box (1.6 s seen with two trainings
+# running beside the suite). The 100 ms target is measured by bench/service.py, not asserted here.
+HEALTH_BLOCKED_S = 3.0
 WAIT_S = 120.0
 
 
