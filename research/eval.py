@@ -5,7 +5,8 @@ Reads the models bench/research.py trained (research/runs/), generates from the 
 - control accuracy: a probe trained on the generators' ground truth reads where each object goes in a generated
   video, and the reading is checked against the text (a digit's motion label; a CATER object's target place);
 - diversity for vague CATER texts: several samples per input, their mean pairwise L1 distance, and the share of
-  samples still consistent with the text;
+  samples still consistent with the text; for the GAN, the same distance between two noise draws per text and
+  between neighbouring texts' videos (`across_texts`), where a collapsed GAN is near 0;
 - a Fréchet distance (FID-like) between real and generated test clips, on features of a motion classifier
   trained here (no pretrained video network can be downloaded).
 Writes research/results/results.json, results.md and GIF grids.
@@ -58,6 +59,11 @@ def gan_videos(run: Path, texts: np.ndarray, seed: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def across_texts(videos: np.ndarray) -> float:
+    """Mean L1 distance between the videos of neighbouring test texts (N, T, 3, H, W): near 0 when collapsed."""
+    return float(np.mean([diversity(np.stack([a, b])) for a, b in zip(videos, np.roll(videos, 1, axis=0))]))
+
+
 def digits_report(scale: ex.Scale, log: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Double Moving Digits: every method on the test split; the videos for the figures."""
     train12, test12 = ex.digits_data(scale, ex.MAGE_FRAMES)
@@ -95,10 +101,15 @@ def digits_report(scale: ex.Scale, log: list[str]) -> tuple[dict[str, Any], dict
         made["MAGE"] = mage_videos(ex.RUNS / "mage-digits", test12.videos[:, 0], test12.texts, ex.MAGE_FRAMES, 0)
         rows["MAGE"] = measure(made["MAGE"], test12, ex.MAGE_FRAMES, True)
     made["truth16"] = test16.videos
+    rows[CEILING]["across_texts"] = across_texts(test16.videos)
     for name, label in (("gan-digits", "GAN with text matching"), ("gan-digits-nomatch", "GAN without (the blog's)")):
         if (ex.RUNS / name).is_dir():
             made[label] = gan_videos(ex.RUNS / name, test16.texts, 0)
             rows[label] = measure(made[label], test16, ex.GAN_FRAMES, False)
+            # collapse shows here: a second draw of the noise for the same texts, and different texts' videos
+            again = gan_videos(ex.RUNS / name, test16.texts, 5000)
+            rows[label]["diversity"] = float(np.mean([diversity(np.stack(pair)) for pair in zip(made[label], again)]))
+            rows[label]["across_texts"] = across_texts(made[label])
     log.append(f"digits: the probe reads {rows[CEILING]['control']:.2f} of the real test clips' motions right")
     return rows, made
 
@@ -177,7 +188,7 @@ def table(rows: dict[str, Any]) -> str:
     """A markdown table of one report."""
     keys = [
         k
-        for k in ("psnr", "ssim", "control", "frechet", "diversity", "consistent")
+        for k in ("psnr", "ssim", "control", "frechet", "diversity", "across_texts", "consistent")
         if any(k in r for r in rows.values())
     ]
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]

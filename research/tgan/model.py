@@ -29,6 +29,7 @@ from research.tgan.text import TextEncoder
 from research.tgan.video import VideoDiscriminator, VideoGenerator, VideoOutput
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "tgan.pt"
+LOSSES = ("hinge", "bce")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class TganConfig:
     code_dim: int = 32  # the text code the critics compress the embedding to
     width: int = 16  # channels at full size; doubling towards 4×4, capped at 8·width
     text_match: bool = True  # give the video critic a text-matching head (the blog's missing term)
+    loss: str = "hinge"  # "hinge" (SNGAN's) or "bce" (the original GAN's, as StackGAN and VideoGAN train)
+    spectral_norm: bool = True  # spectral normalisation of every critic layer (Miyato et al. 2018)
     kl_weight: float = 2.0  # StackGAN's λ for the conditioning-augmentation KL
     mask_weight: float = 0.1  # VideoGAN's λ for the mask's L1 sparsity
     text_steps: int = 1500  # steps that train the text encoder alone before the GAN starts
@@ -58,6 +61,8 @@ class TganConfig:
                 raise ValueError(f"{name} must be a positive size (vocab_size ≥ 2), got {getattr(self, name)}")
         if self.frames < 2:
             raise ValueError(f"frames must be at least 2, got {self.frames}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.kl_weight < 0 or self.mask_weight < 0 or self.text_steps < 0 or self.text_lr <= 0:
             raise ValueError("kl_weight, mask_weight and text_steps must be ≥ 0 and text_lr > 0")
 
@@ -101,12 +106,30 @@ class Fakes:
         return Fakes(self.image.detach(), video, self.mu.detach(), self.log_sigma.detach())
 
 
-def bce(logits: Tensor, target: float, weight: Tensor | None = None) -> Tensor:
-    """Binary cross-entropy of `logits` against a constant target, averaged over the rows `weight` keeps."""
-    losses = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
+def critic_loss(kind: str, logits: Tensor, real: bool, weight: Tensor | None = None) -> Tensor:
+    """The critic's loss on `logits` it should call real (or fake), averaged over the rows `weight` keeps."""
+    if kind == "bce":
+        losses = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)), reduction="none")
+    else:  # hinge: only logits on the wrong side of ±1 cost anything
+        losses = F.relu(1 - logits) if real else F.relu(1 + logits)
     if weight is None:
         return losses.mean()
     return (losses * weight).sum() / weight.sum().clamp(min=1)
+
+
+def generator_loss(kind: str, logits: Tensor) -> Tensor:
+    """The generator's loss for making the critic say real on `logits`."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    return -logits.mean()
+
+
+def spectrally_normalised(module: nn.Module) -> nn.Module:
+    """`module` with spectral normalisation on each of its convolutions and linear layers."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Conv2d | nn.Conv3d | nn.Linear)]
+    for layer in layers:
+        nn.utils.parametrizations.spectral_norm(layer)
+    return module
 
 
 class Tgan(nn.Module):
@@ -134,6 +157,9 @@ class Tgan(nn.Module):
             code_dim=c.code_dim,
             text_match=c.text_match,
         )
+        if c.spectral_norm:
+            spectrally_normalised(self.image_discriminator)
+            spectrally_normalised(self.video_discriminator)
 
     @property
     def device(self) -> torch.device:
@@ -188,25 +214,24 @@ class Tgan(nn.Module):
         differs = (text != text.roll(1, 0)).any(1).to(right.dtype)
         real = videos.to(self.device) * 2 - 1
         # 2. the image critic, matching-aware as StackGAN's: the real image is the clip's first frame
-        real_image = self.image_discriminator.features(real[:, 0])
-        fake_image = self.image_discriminator.features(fakes.image)
-        image = bce(self.image_discriminator.match(real_image, right), 1.0) + 0.5 * (
-            bce(self.image_discriminator.match(real_image, wrong), 0.0, differs)
-            + bce(self.image_discriminator.match(fake_image, right), 0.0)
+        kind, image_critic, video_critic = self.config.loss, self.image_discriminator, self.video_discriminator
+        real_image, fake_image = image_critic.features(real[:, 0]), image_critic.features(fakes.image)
+        image = critic_loss(kind, image_critic.match(real_image, right), True) + 0.5 * (
+            critic_loss(kind, image_critic.match(real_image, wrong), False, differs)
+            + critic_loss(kind, image_critic.match(fake_image, right), False)
         )
         # 3. the video critic's real/fake head
-        real_video = self.video_discriminator.features(real)
-        fake_video = self.video_discriminator.features(fakes.video.video)
-        video_adversarial = bce(self.video_discriminator.real(real_video), 1.0) + bce(
-            self.video_discriminator.real(fake_video), 0.0
+        real_video, fake_video = video_critic.features(real), video_critic.features(fakes.video.video)
+        video_adversarial = critic_loss(kind, video_critic.real(real_video), True) + critic_loss(
+            kind, video_critic.real(fake_video), False
         )
         losses = {"image": image, "video_adversarial": video_adversarial}
         # 4. its matching head, when on: a real video with a wrong text is as wrong as a fake one
         video = video_adversarial
         if self.config.text_match:
-            losses["video_match"] = bce(self.video_discriminator.match(real_video, right), 1.0) + 0.5 * (
-                bce(self.video_discriminator.match(real_video, wrong), 0.0, differs)
-                + bce(self.video_discriminator.match(fake_video, right), 0.0)
+            losses["video_match"] = critic_loss(kind, video_critic.match(real_video, right), True) + 0.5 * (
+                critic_loss(kind, video_critic.match(real_video, wrong), False, differs)
+                + critic_loss(kind, video_critic.match(fake_video, right), False)
             )
             video = video + losses["video_match"]
         return {**losses, "video": video, "total": image + video}
@@ -214,13 +239,13 @@ class Tgan(nn.Module):
     def generator_losses(self, text: Tensor, fakes: Fakes) -> dict[str, Tensor]:
         """The generators' losses on `fakes` made for `text`; "total" is minimised."""
         # 1. fool the image critic with the right text
-        right = self.embed(text)
-        image = bce(self.image_discriminator.match(self.image_discriminator.features(fakes.image), right), 1.0)
+        kind, right, critic = self.config.loss, self.embed(text), self.image_discriminator
+        image = generator_loss(kind, critic.match(critic.features(fakes.image), right))
         # 2. fool the video critic's real/fake head and, when on, its matching head
         features = self.video_discriminator.features(fakes.video.video)
-        losses = {"image": image, "video_adversarial": bce(self.video_discriminator.real(features), 1.0)}
+        losses = {"image": image, "video_adversarial": generator_loss(kind, self.video_discriminator.real(features))}
         if self.config.text_match:
-            losses["video_match"] = bce(self.video_discriminator.match(features, right), 1.0)
+            losses["video_match"] = generator_loss(kind, self.video_discriminator.match(features, right))
         # 3. regularise: the condition's KL to N(0, I) and the mask's sparsity
         losses["kl"] = kl_divergence(fakes.mu, fakes.log_sigma)
         losses["mask"] = fakes.video.mask.abs().mean()

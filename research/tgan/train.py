@@ -27,9 +27,14 @@ def train_tgan(
     batch: int,
     lr: float,
     seed: int,
+    critic_lr: float | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Train `model` on `videos` (N, T, 3, H, W) in [0, 1] and `texts` (N, L); per-step losses by name."""
+    """Train `model` on `videos` (N, T, 3, H, W) in [0, 1] and `texts` (N, L); per-step losses by name.
+
+    The generators learn at `lr` and the critics at `critic_lr` (default the same; faster critics are the
+    two-timescale rule of Heusel et al. 2017).
+    """
     # 1. check inputs
     model.check_videos(videos)
     model.text_encoder.check_text(texts)
@@ -37,8 +42,9 @@ def train_tgan(
         raise ValueError(f"videos and texts must hold the same clips, got {videos.shape[0]} and {texts.shape[0]}")
     if not 2 <= batch <= videos.shape[0]:
         raise ValueError(f"batch must lie in [2, {videos.shape[0]}] (the clips given), got {batch}")
-    if steps < 0 or lr <= 0:
-        raise ValueError(f"steps must be ≥ 0 and lr > 0, got steps={steps}, lr={lr}")
+    critic_lr = lr if critic_lr is None else critic_lr
+    if steps < 0 or lr <= 0 or critic_lr <= 0:
+        raise ValueError(f"steps must be ≥ 0 and lr, critic_lr > 0, got steps={steps}, lr={lr}, critic_lr={critic_lr}")
     model.train()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -60,7 +66,7 @@ def train_tgan(
         )
 
     # 3. phase 2: alternate critic and generator steps on random batches
-    d_optimizer = torch.optim.Adam(model.discriminator_parameters(), lr=lr, betas=(0.5, 0.999))
+    d_optimizer = torch.optim.Adam(model.discriminator_parameters(), lr=critic_lr, betas=(0.5, 0.999))
     g_optimizer = torch.optim.Adam(model.generator_parameters(), lr=lr, betas=(0.5, 0.999))
     critics = torch.nn.ModuleList([model.image_discriminator, model.video_discriminator])
     for step in range(steps):

@@ -10,6 +10,7 @@ import torch
 
 from research.tgan import Tgan, TganConfig, train_tgan
 from research.tgan.image import ConditioningAugmentation, batch_spread, kl_divergence
+from research.tgan.model import critic_loss, generator_loss
 from research.tgan.video import time_strides
 
 torch.set_num_threads(1)
@@ -107,7 +108,11 @@ def test_the_critics_see_how_varied_their_batch_is() -> None:
 
 
 def discriminator_losses(model: Tgan, texts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The critics' losses on the square clips with `texts`, against one fixed batch of fakes."""
+    """The critics' losses on the square clips with `texts`, against one fixed batch of fakes.
+
+    In eval mode, so spectral normalisation's power iteration holds still and two calls are comparable.
+    """
+    model.eval()
     videos, right = squares()
     fakes = model.sample(right, generator=torch.Generator().manual_seed(0)).detached()
     with torch.no_grad():
@@ -131,8 +136,9 @@ def test_the_video_critic_matches_text_only_when_asked() -> None:
     assert abs(float(before["image"] - after["image"])) > 1e-6
 
 
-def test_a_repeated_text_is_not_used_as_a_wrong_text() -> None:
-    model = tiny()
+@pytest.mark.parametrize("loss", ["hinge", "bce"])
+def test_a_repeated_text_is_not_used_as_a_wrong_text(loss: str) -> None:
+    model = tiny(loss=loss).eval()
     videos, texts = squares()
     same = texts[[0, 0, 0, 0]]
     fakes = model.sample(same, generator=torch.Generator().manual_seed(0)).detached()
@@ -141,10 +147,37 @@ def test_a_repeated_text_is_not_used_as_a_wrong_text() -> None:
         d = model.video_discriminator
         right = model.embed(same)
         real, fake = d.features(videos * 2 - 1), d.features(fakes.video.video)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
         real_right, fake_right = d.match(real, right), d.match(fake, right)
+    if loss == "bce":
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
         expected = bce(real_right, torch.ones(4)) + 0.5 * bce(fake_right, torch.zeros(4))
+    else:
+        expected = (1 - real_right).clamp(min=0).mean() + 0.5 * (1 + fake_right).clamp(min=0).mean()
     assert torch.allclose(losses["video_match"], expected)
+
+
+def test_hinge_losses_cost_only_the_wrong_side_of_the_margin() -> None:
+    logits = torch.tensor([-2.0, -0.5, 0.5, 2.0])
+    assert torch.allclose(critic_loss("hinge", logits, True), torch.tensor((3.0 + 1.5 + 0.5 + 0.0) / 4))
+    assert torch.allclose(critic_loss("hinge", logits, False), torch.tensor((0.0 + 0.5 + 1.5 + 3.0) / 4))
+    keep = torch.tensor([1.0, 0.0, 0.0, 1.0])  # the weighted mean averages only the rows kept
+    assert torch.allclose(critic_loss("hinge", logits, True, keep), torch.tensor(1.5))
+    assert torch.allclose(generator_loss("hinge", logits), torch.tensor(0.0))
+    assert torch.allclose(generator_loss("bce", torch.zeros(3)), torch.log(torch.tensor(2.0)))
+
+
+def test_spectral_normalisation_bounds_every_critic_layer() -> None:
+    model = tiny().eval()
+    critics = [model.image_discriminator, model.video_discriminator]
+    kinds = torch.nn.Conv2d | torch.nn.Conv3d | torch.nn.Linear
+    layers = [m for c in critics for m in c.modules() if isinstance(m, kinds)]
+    assert layers and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    for layer in layers:  # each weight, as its layer applies it, has a largest singular value of about 1
+        assert 0.95 < float(torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)) < 1.3
+    generators = [model.text_encoder, model.augmentation, model.image_generator, model.video_generator]
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for g in generators for m in g.modules())
+    plain = tiny(spectral_norm=False)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
 
 
 def test_a_few_training_steps_lower_the_critics_loss_on_the_batch() -> None:
