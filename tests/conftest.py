@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,9 +22,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Start mypy in the background when its test is collected: a minute of one core, while the single-process
     suite leaves the second core mostly idle; the test then only collects the answer."""
     if any(item.name == MYPY_TEST for item in session.items):
-        output = Path(tempfile.mkstemp(prefix="mypy-", suffix=".txt")[1])
-        with output.open("wb") as sink:
+        handle, name = tempfile.mkstemp(prefix="mypy-", suffix=".txt")
+        with os.fdopen(handle, "wb") as sink:
             process = subprocess.Popen(MYPY_COMMAND, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+        output = Path(name)
         session.config.stash[MYPY_RUN] = (process, output)
 
 
