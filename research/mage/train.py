@@ -34,6 +34,44 @@ def cosine_with_warmup(step: int, steps: int) -> float:
     return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
 
 
+def _optimise(
+    parameters: list[torch.nn.Parameter],
+    loss_of: Callable[[Tensor], Tensor],
+    count: int,
+    *,
+    steps: int,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    clip_norm: float | None = None,
+    progress: Progress | None = None,
+) -> list[float]:
+    """AdamW with warm-up and cosine decay on random batches of `count` items; every step's loss.
+
+    The global generator drives codebook restarts, dropout and the posterior's noise: it is forked and seeded here,
+    so runs repeat and the caller's random state stays as it was.
+    """
+    losses: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        picker = torch.Generator().manual_seed(seed)
+        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, steps))
+        for step in range(steps):
+            loss = loss_of(torch.randint(count, (batch,), generator=picker))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            if progress is not None:
+                progress(step, losses[-1])
+    return losses
+
+
 def train_vqvae(
     model: Mage,
     videos: np.ndarray | Tensor,
@@ -52,26 +90,15 @@ def train_vqvae(
         raise ValueError(f"steps and batch must be ≥ 1, got steps={steps}, batch={batch}")
     frames = frames.flatten(0, 1)
     device = next(model.parameters()).device
-    losses: list[float] = []
-    # the global generator drives codebook restarts; fork it so the caller's random state stays as it was
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        picker = torch.Generator().manual_seed(seed)
-        # 2. optimise the VQ-VAE alone (thawed, in case it was frozen by an earlier run)
-        model.vqvae.train()
-        model.vqvae.requires_grad_(True)
-        optimizer = torch.optim.AdamW(model.vqvae.parameters(), lr=lr, weight_decay=0.0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, steps))
-        for step in range(steps):
-            picks = torch.randint(len(frames), (batch,), generator=picker)
-            loss = model.vqvae.loss(frames[picks].to(device))["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            if progress is not None:
-                progress(step, losses[-1])
+    # 2. optimise the VQ-VAE alone (thawed, in case it was frozen by an earlier run)
+    model.vqvae.train()
+    model.vqvae.requires_grad_(True)
+    losses = _optimise(
+        list(model.vqvae.parameters()),
+        lambda picks: model.vqvae.loss(frames[picks].to(device))["loss"],
+        len(frames),
+        steps=steps, batch=batch, lr=lr, weight_decay=0.0, seed=seed, progress=progress,
+    )  # fmt: skip
     # 3. frozen from here on
     model.vqvae.eval()
     model.vqvae.requires_grad_(False)
@@ -112,27 +139,15 @@ def train_mage(
     model.vqvae.eval()
     model.vqvae.requires_grad_(False)
     ids = tokenize_all(model, clips)
-    losses: list[float] = []
-    # the global generator drives dropout and the posterior's noise; fork it so the caller's state stays as it was
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        picker = torch.Generator().manual_seed(seed)
-        # 3. optimise text encoder, motion anchor, randomness and transformer
-        model.train()
-        model.vqvae.eval()
-        optimizer = torch.optim.AdamW(model.generator_parameters(), lr=lr, weight_decay=0.01)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, steps))
-        for step in range(steps):
-            picks = torch.randint(len(ids), (batch,), generator=picker)
-            loss = model.token_loss(ids[picks].to(device), words[picks].to(device))["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.generator_parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            if progress is not None:
-                progress(step, losses[-1])
+    # 3. optimise text encoder, motion anchor, randomness and transformer
+    model.train()
+    model.vqvae.eval()
+    losses = _optimise(
+        model.generator_parameters(),
+        lambda picks: model.token_loss(ids[picks].to(device), words[picks].to(device))["loss"],
+        len(ids),
+        steps=steps, batch=batch, lr=lr, weight_decay=0.01, seed=seed, clip_norm=1.0, progress=progress,
+    )  # fmt: skip
     model.eval()
     log.info("mage trained: %d steps, loss %.4f → %.4f", steps, losses[0], losses[-1])
     return losses
